@@ -1,0 +1,4 @@
+"""Pure-PyTorch references of every op: the oracle of every test and the `reference` backend."""
+from . import expansion
+
+__all__ = ["expansion"]

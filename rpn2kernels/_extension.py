@@ -1,0 +1,44 @@
+"""Loads the compiled extension (rpn2kernels._C), which registers the C++ CPU and CUDA kernels.
+
+If it cannot be loaded the package still imports in reference-only mode with one warning, unless
+RPN2K_REQUIRE_EXT=1 (set in CI), where the import fails so a broken build can never go unnoticed.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Optional
+
+import torch
+
+LOAD_ERROR: Optional[str] = None
+
+try:
+    from . import _C  # noqa: F401  (importing runs the TORCH_LIBRARY registrations)
+except ImportError as error:  # pragma: no cover - exercised only on a broken install
+    if os.environ.get("RPN2K_REQUIRE_EXT", "0") == "1":
+        raise ImportError(
+            f"rpn2kernels: the compiled extension rpn2kernels._C failed to load ({error}) and "
+            "RPN2K_REQUIRE_EXT=1 forbids reference-only mode; rebuild with "
+            "`pip install --no-build-isolation -e .`") from error
+    LOAD_ERROR = str(error)
+    warnings.warn(
+        f"rpn2kernels: compiled extension not loaded ({error}); running in reference-only mode "
+        "(pure PyTorch, slow). Rebuild with `pip install --no-build-isolation -e .`.",
+        RuntimeWarning, stacklevel=2)
+
+
+def extension_loaded() -> bool:
+    return LOAD_ERROR is None
+
+
+def has_kernel(op: str, dispatch_key: str) -> bool:
+    """Whether the compiled library registered a kernel for rpn2kernels::<op> under dispatch_key."""
+    if not extension_loaded():
+        return False
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"rpn2kernels::{op}", dispatch_key)
+
+
+def cuda_compiled() -> bool:
+    """True when the extension was built with its CUDA kernels (FORCE_CUDA=1 or a CUDA torch)."""
+    return has_kernel("expand_linear", "CUDA")

@@ -1,0 +1,115 @@
+"""Backend choice for every op: which implementation runs, and why another one was refused.
+
+Order (design README): the ``backend=`` argument, then the ``RPN2K_BACKEND`` environment variable,
+then the default for the tensor's device — CPU: ``cpu`` (the compiled C++ kernels); CUDA: the
+per-op choice in :data:`CUDA_DEFAULTS`; any other device: ``reference``. A backend that was asked
+for and cannot run raises :class:`BackendUnavailable` saying why; a CUDA tensor never falls back to
+the reference silently.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from . import _extension
+
+BACKENDS = ("cpu", "cuda", "triton", "reference")
+ENV_VAR = "RPN2K_BACKEND"
+
+#: Default backend on CUDA tensors, per op family (the faster of the two where both exist).
+CUDA_DEFAULTS: Dict[str, str] = {"expand": "cuda", "expand_linear": "triton"}
+
+#: Dtypes each backend computes in.
+DTYPES = {
+    "cpu": (torch.float32, torch.float64),
+    "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
+    "triton": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
+    "reference": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
+}
+
+
+class BackendUnavailable(RuntimeError):
+    """A requested backend cannot run these inputs; the message says why."""
+
+
+def triton_interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@functools.lru_cache(maxsize=None)
+def triton_status() -> Tuple[bool, str]:
+    """(importable, reason if not)."""
+    try:
+        import triton  # noqa: F401
+    except Exception as error:  # pragma: no cover - depends on the install
+        return False, f"triton is not importable ({error})"
+    return True, ""
+
+
+def refusal(backend: str, device: torch.device, dtype: torch.dtype) -> Optional[str]:
+    """Why ``backend`` cannot run tensors of this device and dtype, or None if it can."""
+    if backend not in BACKENDS:
+        return f"unknown backend {backend!r}; expected one of {BACKENDS}"
+    if dtype not in DTYPES[backend]:
+        names = ", ".join(str(d).replace("torch.", "") for d in DTYPES[backend])
+        return f"the {backend} backend supports dtypes ({names}), got {str(dtype).replace('torch.', '')}"
+    if backend == "reference":
+        return None
+    if backend == "cpu":
+        if not _extension.extension_loaded():
+            return f"the compiled extension is not loaded ({_extension.LOAD_ERROR})"
+        if device.type != "cpu":
+            return f"the cpu backend needs CPU tensors, got device {device}"
+        return None
+    if backend == "cuda":
+        if device.type != "cuda":
+            return f"the cuda backend needs CUDA tensors, got device {device}"
+        if not _extension.cuda_compiled():
+            return ("the extension was built without CUDA kernels (rebuild with FORCE_CUDA=1 and a CUDA "
+                    "build of torch)" if _extension.extension_loaded()
+                    else f"the compiled extension is not loaded ({_extension.LOAD_ERROR})")
+        return None
+    ok, why = triton_status()
+    if not ok:
+        return why
+    if device.type == "cuda":
+        return None
+    if device.type == "cpu" and triton_interpreting():
+        return None
+    return (f"the triton backend needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1), "
+            f"got device {device}")
+
+
+def default_backend(family: str, device: torch.device) -> str:
+    if device.type == "cpu":
+        return "cpu" if _extension.extension_loaded() else "reference"
+    if device.type == "cuda":
+        return CUDA_DEFAULTS.get(family, "cuda")
+    return "reference"
+
+
+def select_backend(family: str, device: torch.device, dtype: torch.dtype, backend: Optional[str] = None) -> str:
+    """The backend that runs ``family`` on these tensors; raises BackendUnavailable if the one asked
+    for (argument, environment, or the device default) cannot run them."""
+    if backend is not None:
+        source = "backend argument"
+    elif os.environ.get(ENV_VAR):
+        backend, source = os.environ[ENV_VAR], f"{ENV_VAR} environment variable"
+    else:
+        backend, source = default_backend(family, device), f"default for {device.type} tensors"
+        if device.type == "cuda":
+            fallback = "cuda" if backend == "triton" else "triton"
+            if refusal(backend, device, dtype) is not None and refusal(fallback, device, dtype) is None:
+                backend = fallback
+    why = refusal(backend, device, dtype)
+    if why is not None:
+        hint = " (pass backend='reference' to run the pure-PyTorch version explicitly)" if device.type == "cuda" else ""
+        raise BackendUnavailable(f"rpn2kernels.{family}: backend {backend!r} ({source}) refused: {why}{hint}")
+    return backend
+
+
+def available_backends(device: torch.device, dtype: torch.dtype = torch.float32) -> List[str]:
+    return [b for b in BACKENDS if refusal(b, device, dtype) is None]

@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..basis import check_basis, features_per_attribute
+from ..basis import check_basis, features_per_attribute, rbf_centres
 
 
 def _polynomial_terms(x: torch.Tensor, basis: str, degree: int, params: Sequence[float]) -> List[torch.Tensor]:
@@ -83,10 +83,9 @@ def _bspline_terms(x: torch.Tensor, degree: int, params: Sequence[float]) -> Lis
 
 
 def _rbf_terms(x: torch.Tensor, basis: str, count: int, params: Sequence[float]) -> List[torch.Tensor]:
-    lo, hi, eps = params
-    centres = torch.linspace(lo, hi, count, dtype=torch.float64).tolist() if count > 1 else [lo]
+    eps = params[2]
     out = []
-    for mu in centres:
+    for mu in rbf_centres(params, count):
         r2 = (eps * (x - mu)) ** 2
         out.append(torch.exp(-r2) if basis == "gaussian_rbf" else 1.0 / (1.0 + r2))
     return out

@@ -1,0 +1,53 @@
+"""`python -m rpn2kernels.info`: versions, compiled backends, CUDA arch list, Triton, and the
+backend every op family would use on each device."""
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+from . import _extension, backends
+
+
+def report() -> str:
+    lines = [
+        f"rpn2kernels     {__import__('rpn2kernels').__version__}",
+        f"python          {platform.python_version()}",
+        f"torch           {torch.__version__} (CUDA {torch.version.cuda or 'none'})",
+    ]
+    ok, why = backends.triton_status()
+    if ok:
+        import triton
+
+        lines.append(f"triton          {triton.__version__}"
+                     + (" (TRITON_INTERPRET=1: kernels run in the CPU interpreter)" if backends.triton_interpreting() else ""))
+    else:
+        lines.append(f"triton          unavailable: {why}")
+    lines.append(f"extension       {'loaded' if _extension.extension_loaded() else 'NOT loaded: ' + str(_extension.LOAD_ERROR)}")
+    lines.append(f"cpu kernels     {'compiled' if _extension.has_kernel('expand_linear', 'CPU') else 'missing'}")
+    lines.append(f"cuda kernels    {'compiled' if _extension.cuda_compiled() else 'not compiled'}")
+    if torch.cuda.is_available():
+        lines.append(f"cuda device     {torch.cuda.get_device_name()} (arch list {torch.cuda.get_arch_list()})")
+    else:
+        lines.append("cuda device     none")
+    env = os.environ.get(backends.ENV_VAR)
+    lines.append(f"{backends.ENV_VAR}   {env or '(unset)'}")
+    lines.append("")
+    lines.append(f"{'op family':<16}{'cpu tensors':<14}{'cuda tensors':<14}")
+    for family in sorted(backends.CUDA_DEFAULTS):
+        lines.append(f"{family:<16}{backends.default_backend(family, torch.device('cpu')):<14}"
+                     f"{backends.default_backend(family, torch.device('cuda')):<14}")
+    lines.append("")
+    for device in ("cpu",) + (("cuda",) if torch.cuda.is_available() else ()):
+        avail = backends.available_backends(torch.device(device))
+        lines.append(f"backends usable on {device} float32: {', '.join(avail)}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    print(report())
+
+
+if __name__ == "__main__":
+    main()

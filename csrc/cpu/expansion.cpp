@@ -19,10 +19,12 @@ namespace rpn2kernels {
 namespace expansion {
 namespace {
 
-// Bytes of the per-call expansion tile: large enough for an efficient GEMM, small enough to stay
-// in the last-level cache.
-constexpr int64_t kTileBytes = int64_t(2) << 20;
-constexpr int64_t kMinTileRows = 64;
+// Bytes of the expansion buffer of one call: large enough that the GEMMs it feeds run at full
+// speed (small inner dimensions and repeated rank-k updates of dW cost more than the buffer saves),
+// bounded so the memory is O(buffer), never O(B·D).
+constexpr int64_t kBufferBytes = int64_t(8) << 20;
+constexpr int64_t kMinTileRows = 256;
+constexpr int64_t kMinBlockColumns = 256;
 // Below this m the Taylor-2 identity loses to tile materialisation (n tiny GEMMs).
 constexpr int64_t kTaylor2FusedMinM = 64;
 
@@ -33,94 +35,105 @@ void check_cpu(const at::Tensor& t, const char* name) {
               " (use the triton or cuda backend for half precision)");
 }
 
-int64_t tile_rows(int64_t B, int64_t D, int64_t element_size) {
-  const int64_t by_budget = kTileBytes / std::max<int64_t>(1, D * element_size);
+int64_t tile_rows(int64_t B, int64_t width, int64_t element_size) {
+  const int64_t by_budget = kBufferBytes / std::max<int64_t>(1, width * element_size);
   return std::max<int64_t>(1, std::min<int64_t>(B, std::max(kMinTileRows, by_budget)));
 }
 
 int64_t grain_rows(int64_t work_per_row) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(1, work_per_row)); }
 
-// κ of rows [0, rows) of x (row stride m) into out (row stride D).
+// κ of an elementwise basis for a (rows × attrs) block of x into out (interleaved, K per attribute).
 template <typename T>
-void expand_rows(const BasisSpec& spec, const T* x, int64_t rows, int64_t m, T* out, int64_t D) {
-  if (spec.basis == Basis::Taylor) {
-    at::parallel_for(0, rows, grain_rows(D), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const T* xr = x + r * m;
-        T* o = out + r * D;
-        std::copy(xr, xr + m, o);
-        // block k = block k-1 ⊗ x, with the earlier factor the more significant digit
-        int64_t prev_off = 0, prev_len = m;
-        for (int64_t k = 2; k <= spec.degree; ++k) {
-          const int64_t off = prev_off + prev_len;
-          for (int64_t p = 0; p < prev_len; ++p) {
-            const T v = o[prev_off + p];
-            T* dst = o + off + p * m;
-            for (int64_t a = 0; a < m; ++a) dst[a] = v * xr[a];
-          }
-          prev_off = off;
-          prev_len *= m;
-        }
-      }
-    });
-    return;
-  }
+void expand_block(const BasisSpec& spec, const T* x, int64_t x_stride, int64_t rows, int64_t attrs, T* out,
+                  int64_t out_stride) {
   const int64_t K = spec.features;
-  at::parallel_for(0, rows, grain_rows(D), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, rows, grain_rows(attrs * K), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      for (int64_t i = 0; i < m; ++i) {
-        T* dst = out + r * D + i * K;
-        for_each_feature<T, false>(spec, x[r * m + i], [&](int64_t k, T v, T) { dst[k] = v; });
+      const T* xr = x + r * x_stride;
+      T* o = out + r * out_stride;
+      for (int64_t i = 0; i < attrs; ++i) {
+        T* dst = o + i * K;
+        for_each_feature<T, false>(spec, xr[i], [&](int64_t k, T v, T) { dst[k] = v; });
       }
     }
   });
 }
 
-// dx of rows [0, rows) from the gradient g (row stride D) of their expansion.
+// dx of a (rows × attrs) block from the gradient g of its expansion: Σ_k g[i*K + k]·P'_k(x_i).
+template <typename T>
+void contract_block(const BasisSpec& spec, const T* g, int64_t g_stride, const T* x, int64_t x_stride, int64_t rows,
+                    int64_t attrs, T* dx, int64_t dx_stride) {
+  const int64_t K = spec.features;
+  at::parallel_for(0, rows, grain_rows(attrs * K), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      for (int64_t i = 0; i < attrs; ++i) {
+        const T* gi = g + r * g_stride + i * K;
+        T acc = T(0);
+        for_each_feature<T, true>(spec, x[r * x_stride + i], [&](int64_t k, T, T d) { acc += gi[k] * d; });
+        dx[r * dx_stride + i] = acc;
+      }
+    }
+  });
+}
+
+// Taylor rows: block k = block k-1 ⊗ x, the earlier factor the more significant digit.
+template <typename T>
+void expand_taylor_row(int64_t degree, const T* xr, int64_t m, T* o) {
+  std::copy(xr, xr + m, o);
+  int64_t prev_off = 0, prev_len = m;
+  for (int64_t k = 2; k <= degree; ++k) {
+    const int64_t off = prev_off + prev_len;
+    for (int64_t p = 0; p < prev_len; ++p) {
+      const T v = o[prev_off + p];
+      T* dst = o + off + p * m;
+      for (int64_t a = 0; a < m; ++a) dst[a] = v * xr[a];
+    }
+    prev_off = off;
+    prev_len *= m;
+  }
+}
+
+// κ of rows [0, rows) of x (row stride m) into out (row stride D), any basis.
+template <typename T>
+void expand_rows(const BasisSpec& spec, const T* x, int64_t rows, int64_t m, T* out, int64_t D) {
+  if (spec.basis != Basis::Taylor) return expand_block<T>(spec, x, m, rows, m, out, D);
+  at::parallel_for(0, rows, grain_rows(D), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) expand_taylor_row<T>(spec.degree, x + r * m, m, out + r * D);
+  });
+}
+
+// dx of rows [0, rows) from the gradient g (row stride D) of their expansion, any basis.
 template <typename T>
 void expand_rows_backward(const BasisSpec& spec, const T* g, const T* x, int64_t rows, int64_t m, int64_t D, T* dx) {
-  if (spec.basis == Basis::Taylor) {
-    at::parallel_for(0, rows, grain_rows(D), [&](int64_t begin, int64_t end) {
-      std::vector<T> blocks(D), grads(D);
-      for (int64_t r = begin; r < end; ++r) {
-        const T* xr = x + r * m;
-        expand_rows<T>(spec, xr, 1, m, blocks.data(), D);
-        std::copy(g + r * D, g + (r + 1) * D, grads.begin());
-        T* dxr = dx + r * m;
-        std::fill(dxr, dxr + m, T(0));
-        std::vector<int64_t> offsets(1, 0), lengths(1, m);
-        for (int64_t k = 2; k <= spec.degree; ++k) {
-          offsets.push_back(offsets.back() + lengths.back());
-          lengths.push_back(lengths.back() * m);
-        }
-        // reverse through block k = block k-1 ⊗ x: gradient flows to both factors
-        for (int64_t k = spec.degree; k >= 2; --k) {
-          const int64_t off = offsets[k - 1], prev_off = offsets[k - 2], prev_len = lengths[k - 2];
-          for (int64_t p = 0; p < prev_len; ++p) {
-            const T* gk = grads.data() + off + p * m;
-            const T prev = blocks[prev_off + p];
-            T acc = T(0);
-            for (int64_t a = 0; a < m; ++a) {
-              acc += gk[a] * xr[a];
-              dxr[a] += gk[a] * prev;
-            }
-            grads[prev_off + p] += acc;
-          }
-        }
-        for (int64_t a = 0; a < m; ++a) dxr[a] += grads[a];
-      }
-    });
-    return;
-  }
-  const int64_t K = spec.features;
+  if (spec.basis != Basis::Taylor) return contract_block<T>(spec, g, D, x, m, rows, m, dx, m);
   at::parallel_for(0, rows, grain_rows(D), [&](int64_t begin, int64_t end) {
+    std::vector<T> blocks(D), grads(D);
+    std::vector<int64_t> offsets(1, 0), lengths(1, m);
+    for (int64_t k = 2; k <= spec.degree; ++k) {
+      offsets.push_back(offsets.back() + lengths.back());
+      lengths.push_back(lengths.back() * m);
+    }
     for (int64_t r = begin; r < end; ++r) {
-      for (int64_t i = 0; i < m; ++i) {
-        const T* gi = g + r * D + i * K;
-        T acc = T(0);
-        for_each_feature<T, true>(spec, x[r * m + i], [&](int64_t k, T, T d) { acc += gi[k] * d; });
-        dx[r * m + i] = acc;
+      const T* xr = x + r * m;
+      expand_taylor_row<T>(spec.degree, xr, m, blocks.data());
+      std::copy(g + r * D, g + (r + 1) * D, grads.begin());
+      T* dxr = dx + r * m;
+      std::fill(dxr, dxr + m, T(0));
+      // reverse through block k = block k-1 ⊗ x: the gradient flows to both factors
+      for (int64_t k = spec.degree; k >= 2; --k) {
+        const int64_t off = offsets[k - 1], prev_off = offsets[k - 2], prev_len = lengths[k - 2];
+        for (int64_t p = 0; p < prev_len; ++p) {
+          const T* gk = grads.data() + off + p * m;
+          const T prev = blocks[prev_off + p];
+          T acc = T(0);
+          for (int64_t a = 0; a < m; ++a) {
+            acc += gk[a] * xr[a];
+            dxr[a] += gk[a] * prev;
+          }
+          grads[prev_off + p] += acc;
+        }
       }
+      for (int64_t a = 0; a < m; ++a) dxr[a] += grads[a];
     }
   });
 }
@@ -253,22 +266,55 @@ std::tuple<at::Tensor, at::Tensor> expand_linear_backward_cpu(const at::Tensor& 
   if (use_taylor2_identity(spec, m)) return taylor2_backward(grad, x, weight);
 
   at::Tensor grad_x = at::empty_like(x);
-  at::Tensor grad_weight = at::zeros_like(weight);
-  const int64_t tile = tile_rows(B, D, x.element_size());
-  at::Tensor buffer = at::empty({tile, D}, x.options());
+  at::Tensor grad_weight = at::empty_like(weight);
+  if (spec.basis == Basis::Taylor) {
+    // Taylor features mix attributes: tile over rows, accumulating dW.
+    grad_weight.zero_();
+    const int64_t tile = tile_rows(B, D, x.element_size());
+    at::Tensor buffer = at::empty({tile, D}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_expand_linear_backward_cpu", [&] {
+      for (int64_t r0 = 0; r0 < B; r0 += tile) {
+        const int64_t rows = std::min(tile, B - r0);
+        const scalar_t* x_tile = x.data_ptr<scalar_t>() + r0 * m;
+        const at::Tensor g_tile = grad.narrow(0, r0, rows);
+        at::Tensor tile_buf = buffer.narrow(0, 0, rows);
+        expand_rows<scalar_t>(spec, x_tile, rows, m, tile_buf.data_ptr<scalar_t>(), D);
+        grad_weight.addmm_(g_tile.t(), tile_buf);
+        at::mm_out(tile_buf, g_tile, weight);
+        expand_rows_backward<scalar_t>(spec, tile_buf.data_ptr<scalar_t>(), x_tile, rows, m, D,
+                                       grad_x.data_ptr<scalar_t>() + r0 * m);
+      }
+    });
+    return {grad_x, grad_weight};
+  }
+  // Elementwise bases: the columns of attribute block [i0, i1) depend on x[:, i0:i1] only, so
+  // backward walks attribute blocks. Each dW column block is then one GEMM over all B rows
+  // (no repeated rank-tile updates of dW), and dK = G·W[:, block] feeds dx of the same block.
+  const int64_t K = spec.features;
+  const int64_t block_attrs = std::max<int64_t>(1, std::min<int64_t>(
+      m, std::max(kMinBlockColumns, kBufferBytes / (x.element_size() * std::max<int64_t>(1, B))) / K));
+  const int64_t rows_per_chunk = tile_rows(B, block_attrs * K, x.element_size());
+  at::Tensor buffer = at::empty({rows_per_chunk * block_attrs * K}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_expand_linear_backward_cpu", [&] {
-    for (int64_t r0 = 0; r0 < B; r0 += tile) {
-      const int64_t rows = std::min(tile, B - r0);
-      const scalar_t* x_tile = x.data_ptr<scalar_t>() + r0 * m;
-      const at::Tensor g_tile = grad.narrow(0, r0, rows);
-      at::Tensor tile_buf = buffer.narrow(0, 0, rows);
-      // the tile's expansion, recomputed, gives its share of dW = Gᵀ·κ(X) ...
-      expand_rows<scalar_t>(spec, x_tile, rows, m, tile_buf.data_ptr<scalar_t>(), D);
-      grad_weight.addmm_(g_tile.t(), tile_buf);
-      // ... then the same buffer holds dK = G·W, contracted with P'_k(x) into dx
-      at::mm_out(tile_buf, g_tile, weight);
-      expand_rows_backward<scalar_t>(spec, tile_buf.data_ptr<scalar_t>(), x_tile, rows, m, D,
-                                     grad_x.data_ptr<scalar_t>() + r0 * m);
+    for (int64_t i0 = 0; i0 < m; i0 += block_attrs) {
+      const int64_t attrs = std::min(block_attrs, m - i0), cols = attrs * K;
+      at::Tensor dw_block = grad_weight.narrow(1, i0 * K, cols);
+      const at::Tensor w_block = weight.narrow(1, i0 * K, cols);
+      for (int64_t r0 = 0; r0 < B; r0 += rows_per_chunk) {
+        const int64_t rows = std::min(rows_per_chunk, B - r0);
+        at::Tensor chunk = buffer.narrow(0, 0, rows * cols).view({rows, cols});
+        const scalar_t* x_chunk = x.data_ptr<scalar_t>() + r0 * m + i0;
+        const at::Tensor g_chunk = grad.narrow(0, r0, rows);
+        expand_block<scalar_t>(spec, x_chunk, m, rows, attrs, chunk.data_ptr<scalar_t>(), cols);
+        if (r0 == 0) {
+          dw_block.copy_(at::mm(g_chunk.t(), chunk));
+        } else {
+          dw_block.addmm_(g_chunk.t(), chunk);
+        }
+        at::mm_out(chunk, g_chunk, w_block);
+        contract_block<scalar_t>(spec, chunk.data_ptr<scalar_t>(), cols, x_chunk, m, rows, attrs,
+                                 grad_x.data_ptr<scalar_t>() + r0 * m + i0, m);
+      }
     }
   });
   return {grad_x, grad_weight};

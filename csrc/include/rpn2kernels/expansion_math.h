@@ -114,20 +114,32 @@ RPN2K_INLINE T exp_of(T v) {
 #endif
 }
 
-// Uniform cardinal B-spline of degree d on knots 0, 1, ..., d+1, evaluated with the Cox–de Boor
-// triangle on half-open unit intervals (the tinyBIG convention, functions.md §2.6).
 template <typename T>
-RPN2K_INLINE T cardinal_bspline(T u, int d) {
-  if (!(u >= T(0)) || u >= T(d + 1)) return T(0);
-  T n[kMaxBSplineDegree + 1];
-  for (int i = 0; i <= d; ++i) n[i] = (u >= T(i) && u < T(i + 1)) ? T(1) : T(0);
+RPN2K_INLINE T floor_of(T v) {
+#ifdef __CUDA_ARCH__
+  return floor(v);
+#else
+  return std::floor(v);
+#endif
+}
+
+// The d+1 uniform B-splines of degree d that are non-zero on the unit interval [s, s+1) holding u
+// (s = floor(u)): n[r] = N_d(u - (s - d + r)), r = 0..d, by the Cox–de Boor triangle on half-open
+// intervals (the tinyBIG convention, functions.md §2.6). With lower_degree set, also the degree d-1
+// values the derivative needs: lower[r] = N_{d-1}(u - (s - d + 1 + r)), r = 0..d-1.
+template <typename T>
+RPN2K_INLINE void bspline_span(T t, int d, T* n, T* lower) {
+  n[0] = T(1);
   for (int k = 1; k <= d; ++k) {
-    const T inv_k = T(1) / T(k);
-    for (int i = 0; i + k <= d; ++i) {
-      n[i] = (u - T(i)) * inv_k * n[i] + (T(i + k + 1) - u) * inv_k * n[i + 1];
+    if (k == d && lower != nullptr) {
+      for (int r = 0; r < d; ++r) lower[r] = n[r];
     }
+    const T inv_k = T(1) / T(k);
+    // N_k[r] = ((t + k - r) N_{k-1}[r-1] + (r + 1 - t) N_{k-1}[r]) / k, updated from the top down
+    n[k] = (t) * inv_k * n[k - 1];
+    for (int r = k - 1; r >= 1; --r) n[r] = ((t + T(k - r)) * n[r - 1] + (T(r + 1) - t) * n[r]) * inv_k;
+    n[0] = (T(1) - t) * inv_k * n[0];
   }
-  return n[0];
 }
 
 // Calls fn(k, value, derivative) for k = 0 .. K-1 (derivative is 0 when !kWithDerivative).
@@ -178,14 +190,29 @@ RPN2K_INLINE void for_each_feature(const BasisSpec& s, T x, Fn&& fn) {
       const int d = static_cast<int>(s.degree);
       const T lo = static_cast<T>(s.p0), hi = static_cast<T>(s.p1);
       const T h = (hi - lo) / static_cast<T>(s.p2);
-      // knot g_j = lo + (j - d) h, so B_{j,d}(x) = N_d((x - g_0)/h - j)
+      // knot g_j = lo + (j - d) h, so B_{j,d}(x) = N_d(u - j) with u = (x - g_0)/h
       const T u = (x - (lo - static_cast<T>(d) * h)) / h;
+      T n[kMaxBSplineDegree + 1], lower[kMaxBSplineDegree + 1];
+      int64_t first = K;  // features outside [first, first + d] are zero
+      if (u >= T(0) && u < static_cast<T>(K + d)) {
+        const T span = floor_of<T>(u);
+        bspline_span<T>(u - span, d, n, kWithDerivative && d > 0 ? lower : nullptr);
+        first = static_cast<int64_t>(span) - d;
+      }
       for (int64_t j = 0; j < K; ++j) {
-        const T t = u - static_cast<T>(j);
-        const T v = cardinal_bspline<T>(t, d);
+        const int64_t r = j - first;
+        if (r < 0 || r > d) {
+          fn(j, T(0), T(0));
+          continue;
+        }
         T dv = T(0);
-        if (kWithDerivative && d > 0) dv = (cardinal_bspline<T>(t, d - 1) - cardinal_bspline<T>(t - 1, d - 1)) / h;
-        fn(j, v, dv);
+        if (kWithDerivative && d > 0) {
+          // B'_{j,d} = (B_{j,d-1} - B_{j+1,d-1}) / h, both from the degree d-1 triangle row
+          const T left = r >= 1 ? lower[r - 1] : T(0);
+          const T right = r < d ? lower[r] : T(0);
+          dv = (left - right) / h;
+        }
+        fn(j, n[r], dv);
       }
       return;
     }

@@ -37,14 +37,14 @@ def extension():
     debug = os.getenv("RPN2K_DEBUG", "0") == "1"
     sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     cxx = ["-O0", "-g"] if debug else ["-O3"]
-    cxx += ["-std=c++17", "-fopenmp"]
+    cxx += ["-std=c++20", "-fopenmp"]
     define_macros = [("Py_LIMITED_API", "0x03090000")]
     include_dirs = [os.path.join(ROOT, "csrc", "include")]
     if want_cuda():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", default_arch_list())
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         nvcc = ["-O0", "-g", "-G"] if debug else ["-O3", "--use_fast_math"]
-        nvcc += ["-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+        nvcc += ["-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"]
         define_macros.append(("RPN2K_WITH_CUDA", None))
         return CUDAExtension("rpn2kernels._C", sources, include_dirs=include_dirs, define_macros=define_macros,
                              extra_compile_args={"cxx": cxx, "nvcc": nvcc}, extra_link_args=["-fopenmp"],

@@ -204,8 +204,7 @@ at::Tensor expand_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in
   check_cpu(x_in, "x");
   check_same(grad_in, x_in, "grad_features", "x");
   const int64_t B = x_in.size(0), m = x_in.size(1), D = expansion_width(spec, m);
-  TORCH_CHECK(grad_in.dim() == 2 && grad_in.size(0) == B && grad_in.size(1) == D,
-              "rpn2kernels: grad_features must have shape (B=", B, ", D=", D, "), got ", grad_in.sizes());
+  check_rows_cols(grad_in, "grad_features", B, "D", D);
   const at::Tensor x = x_in.contiguous(), grad = grad_in.contiguous();
   at::Tensor dx = at::zeros({B, m}, x.options());
   if (B == 0 || D == 0) return dx;
@@ -259,8 +258,7 @@ std::tuple<at::Tensor, at::Tensor> expand_linear_backward_cpu(const at::Tensor& 
   const int64_t D = check_linear_inputs(x_in, weight_in, c10::nullopt, spec);
   check_same(grad_in, x_in, "grad_out", "x");
   const int64_t B = x_in.size(0), m = x_in.size(1), n = weight_in.size(0);
-  TORCH_CHECK(grad_in.dim() == 2 && grad_in.size(0) == B && grad_in.size(1) == n,
-              "rpn2kernels: grad_out must have shape (B=", B, ", n=", n, "), got ", grad_in.sizes());
+  check_rows_cols(grad_in, "grad_out", B, "n", n);
   const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous(), grad = grad_in.contiguous();
   if (B == 0 || n == 0 || D == 0) return {at::zeros_like(x), at::zeros_like(weight)};
   if (use_taylor2_identity(spec, m)) return taylor2_backward(grad, x, weight);

@@ -83,6 +83,12 @@ inline void check_same(const at::Tensor& t, const at::Tensor& ref, const char* n
               ref.scalar_type(), ", got ", t.scalar_type());
 }
 
+// A (B, cols) gradient argument, e.g. check_rows_cols(grad_out, "grad_out", B, "n", n).
+inline void check_rows_cols(const at::Tensor& t, const char* name, int64_t B, const char* cols_name, int64_t cols) {
+  TORCH_CHECK(t.dim() == 2 && t.size(0) == B && t.size(1) == cols, "rpn2kernels: ", name, " must have shape (B=", B,
+              ", ", cols_name, "=", cols, "), got ", t.sizes());
+}
+
 inline void check_input(const at::Tensor& x) {
   TORCH_CHECK(x.dim() == 2, "rpn2kernels: x must have 2 dims (B, m), got ", x.dim(), " dims with shape ", x.sizes());
   check_floating(x, "x");

@@ -81,27 +81,28 @@ RPN2K_INLINE RecurrenceCoefficients<T> recurrence_coefficients(const BasisSpec& 
   }
 }
 
-// P_0 and P_1 with their derivatives.
+// P_0 (a constant) and P_1 = u·x + v (so P'_1 = u) of every family: x-independent, so kernels can
+// hoist them out of their element loops.
 template <typename T>
 struct InitialTerms {
-  T p0, p1, d1;  // P'_0 is 0 for every family
+  T p0, u, v;
 };
 
 template <typename T>
-RPN2K_INLINE InitialTerms<T> initial_terms(const BasisSpec& s, T x) {
+RPN2K_INLINE InitialTerms<T> initial_terms(const BasisSpec& s) {
   const T alpha = static_cast<T>(s.p0);
   switch (s.basis) {
     case Basis::Jacobi: {
       const T beta = static_cast<T>(s.p1);
-      return {T(1), ((alpha - beta) + (alpha + beta + 2) * x) / 2, (alpha + beta + 2) / 2};
+      return {T(1), (alpha + beta + 2) / 2, (alpha - beta) / 2};
     }
-    case Basis::Gegenbauer: return {T(1), 2 * alpha * x, 2 * alpha};
-    case Basis::Laguerre: return {T(1), 1 + alpha - x, T(-1)};  // tinyBIG's x + 1 + alpha is defect 7.1#21
+    case Basis::Gegenbauer: return {T(1), 2 * alpha, T(0)};
+    case Basis::Laguerre: return {T(1), T(-1), 1 + alpha};  // tinyBIG's x + 1 + alpha is defect 7.1#21
     case Basis::Bessel:
-    case Basis::ReverseBessel: return {T(1), x + 1, T(1)};
-    case Basis::Fibonacci: return {T(0), T(1), T(0)};
-    case Basis::Lucas: return {T(2), x, T(1)};
-    default: return {T(1), x, T(1)};  // Chebyshev, Legendre, Hermite
+    case Basis::ReverseBessel: return {T(1), T(1), T(1)};
+    case Basis::Fibonacci: return {T(0), T(0), T(1)};
+    case Basis::Lucas: return {T(2), T(1), T(0)};
+    default: return {T(1), T(1), T(0)};  // Chebyshev, Legendre, Hermite
   }
 }
 
@@ -148,9 +149,9 @@ RPN2K_INLINE void for_each_feature(const BasisSpec& s, T x, Fn&& fn) {
   const int64_t K = s.features;
   if (is_polynomial(s.basis)) {
     if (K <= 0) return;
-    const InitialTerms<T> init = initial_terms<T>(s, x);
-    T p_prev = init.p0, p_cur = init.p1;
-    T d_prev = T(0), d_cur = init.d1;
+    const InitialTerms<T> init = initial_terms<T>(s);
+    T p_prev = init.p0, p_cur = init.u * x + init.v;
+    T d_prev = T(0), d_cur = init.u;
     fn(int64_t(0), p_cur, kWithDerivative ? d_cur : T(0));
     for (int64_t k = 2; k <= K; ++k) {
       const RecurrenceCoefficients<T> r = recurrence_coefficients<T>(s, k);

@@ -1,0 +1,87 @@
+"""The benchmark runner's machinery on tiny expansion cases: JSON shape, positive ratios, the
+correctness gate, and the refusal to time the reference as "ours"."""
+import json
+import os
+
+import pytest
+import torch
+
+from rpn2kernels.bench import limits as bench_limits
+from rpn2kernels.bench import runner
+from rpn2kernels.bench.suites import expansion
+
+
+def _small_limits():
+    cpu = torch.device("cpu")
+    return {"threads": torch.get_num_threads(),
+            "stream_triad": bench_limits.stream_triad(cpu, 1 << 20, 3),
+            "sgemm": bench_limits.sgemm(cpu, 256, 3)}
+
+
+@pytest.fixture
+def keep_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_run_suite_writes_complete_json(tmp_path, keep_threads):
+    result = runner.run_suite(
+        "expansion", quick=True, out_dir=str(tmp_path), threads=2, device="cpu", warmup=1, runs=3,
+        case_kwargs={"tiny": True, "bases": ["chebyshev", "taylor", "bspline"]}, limits=_small_limits(),
+        echo=lambda s: None)
+    with open(result["files"]["json"]) as f:
+        data = json.load(f)
+    assert os.path.getsize(result["files"]["png"]) > 0
+    for key in ("suite", "mode", "quick_note", "environment", "limits", "protocol", "rows", "summary"):
+        assert key in data, key
+    for key in ("host", "torch_version", "threads", "cpu_model", "loadavg_before"):
+        assert key in data["environment"], key
+    assert data["limits"]["stream_triad"]["gb_per_s"] > 0 and data["limits"]["sgemm"]["gflop_per_s"] > 0
+    assert len(data["limits"]["measurements"]) == 2  # start of the run and after the cases
+    assert [r["case"] for r in data["rows"]] == ["E1-chebyshev", "E2-taylor", "E3-bspline"]
+    assert data["summary"]["correctness_failures"] == 0
+    for row in data["rows"]:
+        assert row["correct"] is True
+        assert set(row["impls"]) >= {"ours", "reference", "tinybig", "floor"}
+        for name, impl in row["impls"].items():
+            for mode in ("fwd", "bwd", "fwdbwd"):
+                t = impl["times"][mode]
+                assert 0 < t["min_s"] <= t["median_s"] and len(t["samples_s"]) == 3
+            assert impl["saved_bytes"] >= 0 and impl["saved_bytes_total"] >= impl["saved_bytes"]
+            assert "peak_bytes" in impl["peak"], impl["peak"]
+            assert impl["achieved"]
+        for name, ratio in row["ratios"].items():
+            assert all(ratio[m] > 0 for m in ("fwd", "bwd", "fwdbwd", "fwdbwd_min")), (name, ratio)
+        assert row["targets"] and all(t["met"] in (True, False) for t in row["targets"])
+        assert "other_cores_busy" in row["contention"]
+        # The fused op saves x only; the materialising ones at least κ(x), which is K times larger.
+        assert row["impls"]["ours"]["saved_bytes"] < row["impls"]["tinybig"]["saved_bytes"]
+
+
+def test_correctness_gate_fails_the_row():
+    case = expansion.cases(quick=True, tiny=True, bases=["chebyshev"])[0]
+    ours = next(i for i in case.impls if i.name == "ours")
+
+    def wrong(inputs):
+        p = ours.setup(inputs)
+        forward = p.forward
+        p.forward = lambda: forward() * 1.01
+        return p
+
+    case.impls = [runner.Impl("ours", "off by 1%", wrong, role="ours")] + \
+        [i for i in case.impls if i.role == "reference"]
+    lim = {"sgemm": {"gflop_per_s": 1.0}, "stream_triad": {"gb_per_s": 1.0}}
+    row = runner.run_case(case, torch.device("cpu"), 1, 2, runner._Timer(torch.device("cpu")), lim)
+    assert row["correct"] is False and "ours output" in row["error"]
+
+
+def test_unavailable_backend_is_an_error_not_a_fallback(monkeypatch):
+    from rpn2kernels import backends
+
+    def refuse(*args, **kwargs):
+        raise backends.BackendUnavailable("no compiled kernels (test)")
+
+    monkeypatch.setattr(backends, "select_backend", refuse)
+    with pytest.raises(RuntimeError, match="cannot run here"):
+        expansion.cases(quick=True, tiny=True)

@@ -10,6 +10,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <numeric>
 #include <vector>
 
 #include "rpn2kernels/expansion_host.h"
@@ -38,6 +39,27 @@ void check_cpu(const at::Tensor& t, const char* name) {
 int64_t tile_rows(int64_t B, int64_t width, int64_t element_size) {
   const int64_t by_budget = kBufferBytes / std::max<int64_t>(1, width * element_size);
   return std::max<int64_t>(1, std::min<int64_t>(B, std::max(kMinTileRows, by_budget)));
+}
+
+// The expansion buffer, kept per thread across calls: a fresh multi-MB allocation per call costs
+// more in page faults than the expansion itself. Never used by two calls at once: each call runs on
+// one thread and releases it before returning.
+at::Tensor workspace(int64_t numel, const at::TensorOptions& options) {
+  thread_local at::Tensor bytes;
+  const int64_t needed = numel * static_cast<int64_t>(c10::elementSize(c10::typeMetaToScalarType(options.dtype())));
+  if (!bytes.defined() || bytes.numel() < needed) bytes = at::empty({needed}, options.dtype(at::kByte));
+  return bytes.narrow(0, 0, needed).view(c10::typeMetaToScalarType(options.dtype()));
+}
+
+// Attributes per backward block: about kBufferBytes of expansion over all B rows, at least
+// kMinBlockColumns columns, and a multiple of 64 columns where m allows it (GEMMs on ragged column
+// counts such as 510 run markedly slower than on 384 or 512).
+int64_t attribute_block(int64_t m, int64_t K, int64_t B, int64_t element_size) {
+  const int64_t columns = std::max(kMinBlockColumns, kBufferBytes / (element_size * std::max<int64_t>(1, B)));
+  int64_t attrs = std::max<int64_t>(1, columns / K);
+  const int64_t align = 64 / std::gcd<int64_t>(K, 64);
+  if (attrs >= align) attrs -= attrs % align;
+  return std::min(m, attrs);
 }
 
 int64_t grain_rows(int64_t work_per_row) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(1, work_per_row)); }
@@ -320,7 +342,7 @@ at::Tensor expand_linear_cpu(const at::Tensor& x_in, const at::Tensor& weight_in
 
   at::Tensor y = at::empty({B, n}, x.options());
   const int64_t tile = tile_rows(B, D, x.element_size());
-  at::Tensor features = at::empty({tile, D}, x.options());
+  at::Tensor features = workspace(tile * D, x.options()).view({tile, D});
   const at::Tensor weight_t = weight.t();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_expand_linear_cpu", [&] {
     for (int64_t r0 = 0; r0 < B; r0 += tile) {
@@ -357,7 +379,7 @@ std::tuple<at::Tensor, at::Tensor> expand_linear_backward_cpu(const at::Tensor& 
     // Taylor features mix attributes: tile over rows, accumulating dW.
     grad_weight.zero_();
     const int64_t tile = tile_rows(B, D, x.element_size());
-    at::Tensor buffer = at::empty({tile, D}, x.options());
+    at::Tensor buffer = workspace(tile * D, x.options()).view({tile, D});
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_expand_linear_backward_cpu", [&] {
       for (int64_t r0 = 0; r0 < B; r0 += tile) {
         const int64_t rows = std::min(tile, B - r0);
@@ -377,10 +399,9 @@ std::tuple<at::Tensor, at::Tensor> expand_linear_backward_cpu(const at::Tensor& 
   // backward walks attribute blocks. Each dW column block is then one GEMM over all B rows
   // (no repeated rank-tile updates of dW), and dK = G·W[:, block] feeds dx of the same block.
   const int64_t K = spec.features;
-  const int64_t block_attrs = std::max<int64_t>(1, std::min<int64_t>(
-      m, std::max(kMinBlockColumns, kBufferBytes / (x.element_size() * std::max<int64_t>(1, B))) / K));
+  const int64_t block_attrs = attribute_block(m, K, B, x.element_size());
   const int64_t rows_per_chunk = tile_rows(B, block_attrs * K, x.element_size());
-  at::Tensor buffer = at::empty({rows_per_chunk * block_attrs * K}, x.options());
+  at::Tensor buffer = workspace(rows_per_chunk * block_attrs * K, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_expand_linear_backward_cpu", [&] {
     for (int64_t i0 = 0; i0 < m; i0 += block_attrs) {
       const int64_t attrs = std::min(block_attrs, m - i0), cols = attrs * K;
@@ -393,7 +414,7 @@ std::tuple<at::Tensor, at::Tensor> expand_linear_backward_cpu(const at::Tensor& 
         const at::Tensor g_chunk = grad.narrow(0, r0, rows);
         expand_block<scalar_t>(spec, x_chunk, m, rows, attrs, chunk.data_ptr<scalar_t>(), cols);
         if (r0 == 0) {
-          dw_block.copy_(at::mm(g_chunk.t(), chunk));
+          at::mm_out(dw_block, g_chunk.t(), chunk);  // BLAS writes the strided column block in place
         } else {
           dw_block.addmm_(g_chunk.t(), chunk);
         }

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import functional as F
-from ..basis import basis_arguments, expansion_width
+from ..basis import BASES, basis_arguments, expansion_width
 
 
 class _BasisModule(nn.Module):
@@ -18,7 +18,7 @@ class _BasisModule(nn.Module):
         if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 0:
             raise ValueError(f"in_features must be a non-negative int, got {in_features!r}")
         self.basis, self.degree, params = basis_arguments(basis, degree, **basis_params)
-        self.basis_params = dict(zip(_param_names(self.basis), params))
+        self.basis_params = dict(zip(BASES[self.basis][1], params))
         self.in_features = in_features
         self.expansion_width = expansion_width(self.basis, self.degree, params, in_features)
         self.backend = backend
@@ -27,12 +27,6 @@ class _BasisModule(nn.Module):
     def extra_repr(self) -> str:
         params = "".join(f", {k}={v}" for k, v in self.basis_params.items())
         return f"in_features={self.in_features}, basis={self.basis!r}, degree={self.degree}{params}"
-
-
-def _param_names(basis: str):
-    from ..basis import BASES
-
-    return BASES[basis][1]
 
 
 class Expansion(_BasisModule):

@@ -9,7 +9,12 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include <algorithm>
+#include <cstdint>
 #include <numeric>
 #include <vector>
 
@@ -44,11 +49,26 @@ int64_t tile_rows(int64_t B, int64_t width, int64_t element_size) {
 // The expansion buffer, kept per thread across calls: a fresh multi-MB allocation per call costs
 // more in page faults than the expansion itself. Never used by two calls at once: each call runs on
 // one thread and releases it before returning.
-at::Tensor workspace(int64_t numel, const at::TensorOptions& options) {
-  thread_local at::Tensor bytes;
+at::Tensor workspace(int64_t numel, const at::TensorOptions& options, int slot = 0) {
+  thread_local at::Tensor bytes[2];
   const int64_t needed = numel * static_cast<int64_t>(c10::elementSize(c10::typeMetaToScalarType(options.dtype())));
-  if (!bytes.defined() || bytes.numel() < needed) bytes = at::empty({needed}, options.dtype(at::kByte));
-  return bytes.narrow(0, 0, needed).view(c10::typeMetaToScalarType(options.dtype()));
+  if (!bytes[slot].defined() || bytes[slot].numel() < needed) bytes[slot] = at::empty({needed}, options.dtype(at::kByte));
+  return bytes[slot].narrow(0, 0, needed).view(c10::typeMetaToScalarType(options.dtype()));
+}
+
+// A large output that is written once in full (dW, κ(x)): fresh pages cost a fault each on first
+// touch, which for a 157 MB dW is slower than the GEMM that fills it. Asking for transparent huge
+// pages (Linux THP in madvise mode) cuts the faults 512-fold; elsewhere this is a plain at::empty.
+at::Tensor empty_fresh(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  at::Tensor t = at::empty(sizes, options);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(1) << 21;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t last = (begin + t.nbytes()) & ~(kHuge - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);  // advice only
+#endif
+  return t;
 }
 
 // Attributes per backward block: about kBufferBytes of expansion over all B rows, at least
@@ -142,6 +162,50 @@ void polynomial_row_backward(const BasisSpec& spec, const RecurrenceCoefficients
   }
 }
 
+bool is_rbf(Basis b) { return b == Basis::GaussianRBF || b == Basis::InverseQuadraticRBF; }
+
+// RBF features of one row, centre by centre so the attribute loop vectorises. The Gaussian writes
+// its exponent −ε²(x − μ_k)²; expand_block then applies one vectorised exp to the whole block.
+template <typename T>
+void rbf_row(const BasisSpec& spec, const T* x, int64_t attrs, T* out) {
+  const int64_t K = spec.features;
+  const T lo = static_cast<T>(spec.p0), eps2 = static_cast<T>(spec.p2 * spec.p2);
+  const T step = K > 1 ? (static_cast<T>(spec.p1) - lo) / static_cast<T>(K - 1) : T(0);
+  const bool gaussian = spec.basis == Basis::GaussianRBF;
+  for (int64_t k = 0; k < K; ++k) {
+    const T centre = lo + static_cast<T>(k) * step;
+    if (gaussian) {
+      for (int64_t i = 0; i < attrs; ++i) {
+        const T d = x[i] - centre;
+        out[i * K + k] = -eps2 * d * d;
+      }
+    } else {
+      for (int64_t i = 0; i < attrs; ++i) {
+        const T d = x[i] - centre;
+        out[i * K + k] = T(1) / (T(1) + eps2 * d * d);
+      }
+    }
+  }
+}
+
+// dx_i = Σ_k g[i*K + k]·φ'_k(x_i) from the features φ (already computed): φ' = −2ε²(x − μ)·φ for
+// the Gaussian, −2ε²(x − μ)·φ² for the inverse quadratic — no transcendental in backward.
+template <typename T>
+void rbf_row_backward(const BasisSpec& spec, const T* g, const T* phi, const T* x, int64_t attrs, T* dx) {
+  const int64_t K = spec.features;
+  const T lo = static_cast<T>(spec.p0), eps2 = static_cast<T>(spec.p2 * spec.p2);
+  const T step = K > 1 ? (static_cast<T>(spec.p1) - lo) / static_cast<T>(K - 1) : T(0);
+  const bool gaussian = spec.basis == Basis::GaussianRBF;
+  for (int64_t i = 0; i < attrs; ++i) {
+    T acc = T(0);
+    for (int64_t k = 0; k < K; ++k) {
+      const T f = phi[i * K + k];
+      acc += g[i * K + k] * (x[i] - (lo + static_cast<T>(k) * step)) * (gaussian ? f : f * f);
+    }
+    dx[i] = T(-2) * eps2 * acc;
+  }
+}
+
 // κ of an elementwise basis for a (rows × attrs) block of x into out (interleaved, K per attribute).
 template <typename T>
 void expand_block(const BasisSpec& spec, const T* x, int64_t x_stride, int64_t rows, int64_t attrs, T* out,
@@ -154,26 +218,38 @@ void expand_block(const BasisSpec& spec, const T* x, int64_t x_stride, int64_t r
       T* o = out + r * out_stride;
       if (is_polynomial(spec.basis)) {
         polynomial_row<T>(spec, coeff.data(), xr, attrs, o);
-        continue;
-      }
-      for (int64_t i = 0; i < attrs; ++i) {
-        T* dst = o + i * K;
-        for_each_feature<T, false>(spec, xr[i], [&](int64_t k, T v, T) { dst[k] = v; });
+      } else if (is_rbf(spec.basis)) {
+        rbf_row<T>(spec, xr, attrs, o);
+      } else {
+        for (int64_t i = 0; i < attrs; ++i) {
+          T* dst = o + i * K;
+          for_each_feature<T, false>(spec, xr[i], [&](int64_t k, T v, T) { dst[k] = v; });
+        }
       }
     }
   });
+  if (spec.basis == Basis::GaussianRBF && rows > 0 && attrs > 0) {
+    at::from_blob(out, {rows, attrs * K}, {out_stride, 1}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value))
+        .exp_();
+  }
 }
 
 // dx of a (rows × attrs) block from the gradient g of its expansion: Σ_k g[i*K + k]·P'_k(x_i).
+// RBFs read their features from `features` (same layout as g) when given.
 template <typename T>
 void contract_block(const BasisSpec& spec, const T* g, int64_t g_stride, const T* x, int64_t x_stride, int64_t rows,
-                    int64_t attrs, T* dx, int64_t dx_stride) {
+                    int64_t attrs, T* dx, int64_t dx_stride, const T* features = nullptr) {
   const int64_t K = spec.features;
   const auto coeff = coefficient_table<T>(spec);
   at::parallel_for(0, rows, grain_rows(attrs * K), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       if (is_polynomial(spec.basis)) {
         polynomial_row_backward<T>(spec, coeff.data(), g + r * g_stride, x + r * x_stride, attrs, dx + r * dx_stride);
+        continue;
+      }
+      if (features != nullptr && is_rbf(spec.basis)) {
+        rbf_row_backward<T>(spec, g + r * g_stride, features + r * g_stride, x + r * x_stride, attrs,
+                            dx + r * dx_stride);
         continue;
       }
       for (int64_t i = 0; i < attrs; ++i) {
@@ -253,11 +329,14 @@ bool use_taylor2_identity(const BasisSpec& spec, int64_t m) {
 }
 
 // W[j, m:] viewed as the (m, m) matrix W2_j with W2_j[a, c] = W[j, m + a·m + c].
+// W[j, m:] viewed as the (m, m) matrix W2_j with W2_j[a, c] = W[j, m + a·m + c], no copy.
+// One GEMM per output on these views: a batched matmul over a stack of them would copy the
+// strided stack (W itself) first.
 at::Tensor taylor2_block(const at::Tensor& weight, int64_t j, int64_t m) {
   return weight.select(0, j).narrow(0, m, m * m).view({m, m});
 }
 
-// y = X·W1ᵀ + b + [Σ_a x_a (W2_j x)_a]_j: one (B, m)·(m, m) GEMM per output, never x⊗x.
+// y = X·W1ᵀ + b + [xᵀ W2_j x]_j: one (B, m)·(m, m) GEMM per output, never x⊗x.
 at::Tensor taylor2_forward(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
   const int64_t m = x.size(1), n = weight.size(0);
   at::Tensor y = at::mm(x, weight.narrow(1, 0, m).t());
@@ -274,8 +353,9 @@ at::Tensor taylor2_forward(const at::Tensor& x, const at::Tensor& weight, const 
 std::tuple<at::Tensor, at::Tensor> taylor2_backward(const at::Tensor& grad, const at::Tensor& x,
                                                     const at::Tensor& weight) {
   const int64_t m = x.size(1), n = weight.size(0);
-  at::Tensor grad_weight = at::empty_like(weight);
-  grad_weight.narrow(1, 0, m).copy_(at::mm(grad.t(), x));
+  at::Tensor grad_weight = empty_fresh(weight.sizes(), weight.options());
+  at::Tensor dw1 = grad_weight.narrow(1, 0, m);
+  at::mm_out(dw1, grad.t(), x);
   at::Tensor grad_x = at::mm(grad, weight.narrow(1, 0, m));
   at::Tensor symmetric = at::empty({m, m}, x.options());
   at::Tensor through = at::empty_like(x);
@@ -288,7 +368,7 @@ std::tuple<at::Tensor, at::Tensor> taylor2_backward(const at::Tensor& grad, cons
     grad_x.addcmul_(through, g);
     at::mul_out(scaled, x, g);
     at::Tensor dw2 = taylor2_block(grad_weight, j, m);
-    at::mm_out(dw2, scaled.t(), x);
+    at::mm_out(dw2, scaled.t(), x);  // written in place into dW's strided block
   }
   return {grad_x, grad_weight};
 }
@@ -299,7 +379,7 @@ at::Tensor expand_cpu(const at::Tensor& x_in, c10::string_view basis, int64_t de
   check_cpu(x_in, "x");
   const at::Tensor x = x_in.contiguous();
   const int64_t B = x.size(0), m = x.size(1), D = expansion_width(spec, m);
-  at::Tensor out = at::empty({B, D}, x.options());
+  at::Tensor out = empty_fresh({B, D}, x.options());
   if (B == 0 || D == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_expand_cpu", [&] {
     expand_rows<scalar_t>(spec, x.data_ptr<scalar_t>(), B, m, out.data_ptr<scalar_t>(), D);
@@ -374,7 +454,7 @@ std::tuple<at::Tensor, at::Tensor> expand_linear_backward_cpu(const at::Tensor& 
   if (use_taylor2_identity(spec, m)) return taylor2_backward(grad, x, weight);
 
   at::Tensor grad_x = at::empty_like(x);
-  at::Tensor grad_weight = at::empty_like(weight);
+  at::Tensor grad_weight = empty_fresh(weight.sizes(), weight.options());
   if (spec.basis == Basis::Taylor) {
     // Taylor features mix attributes: tile over rows, accumulating dW.
     grad_weight.zero_();
@@ -402,6 +482,8 @@ std::tuple<at::Tensor, at::Tensor> expand_linear_backward_cpu(const at::Tensor& 
   const int64_t block_attrs = attribute_block(m, K, B, x.element_size());
   const int64_t rows_per_chunk = tile_rows(B, block_attrs * K, x.element_size());
   at::Tensor buffer = workspace(rows_per_chunk * block_attrs * K, x.options());
+  // RBFs keep their features for the derivative, so dK goes to a second buffer.
+  at::Tensor grad_buffer = is_rbf(spec.basis) ? workspace(rows_per_chunk * block_attrs * K, x.options(), 1) : buffer;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_expand_linear_backward_cpu", [&] {
     for (int64_t i0 = 0; i0 < m; i0 += block_attrs) {
       const int64_t attrs = std::min(block_attrs, m - i0), cols = attrs * K;
@@ -418,9 +500,11 @@ std::tuple<at::Tensor, at::Tensor> expand_linear_backward_cpu(const at::Tensor& 
         } else {
           dw_block.addmm_(g_chunk.t(), chunk);
         }
-        at::mm_out(chunk, g_chunk, w_block);
-        contract_block<scalar_t>(spec, chunk.data_ptr<scalar_t>(), cols, x_chunk, m, rows, attrs,
-                                 grad_x.data_ptr<scalar_t>() + r0 * m + i0, m);
+        at::Tensor grad_chunk = grad_buffer.narrow(0, 0, rows * cols).view({rows, cols});
+        at::mm_out(grad_chunk, g_chunk, w_block);
+        contract_block<scalar_t>(spec, grad_chunk.data_ptr<scalar_t>(), cols, x_chunk, m, rows, attrs,
+                                 grad_x.data_ptr<scalar_t>() + r0 * m + i0, m,
+                                 is_rbf(spec.basis) ? chunk.data_ptr<scalar_t>() : nullptr);
       }
     }
   });

@@ -9,9 +9,6 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -54,21 +51,6 @@ at::Tensor workspace(int64_t numel, const at::TensorOptions& options, int slot =
   const int64_t needed = numel * static_cast<int64_t>(c10::elementSize(c10::typeMetaToScalarType(options.dtype())));
   if (!bytes[slot].defined() || bytes[slot].numel() < needed) bytes[slot] = at::empty({needed}, options.dtype(at::kByte));
   return bytes[slot].narrow(0, 0, needed).view(c10::typeMetaToScalarType(options.dtype()));
-}
-
-// A large output that is written once in full (dW, κ(x)): fresh pages cost a fault each on first
-// touch, which for a 157 MB dW is slower than the GEMM that fills it. Asking for transparent huge
-// pages (Linux THP in madvise mode) cuts the faults 512-fold; elsewhere this is a plain at::empty.
-at::Tensor empty_fresh(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  at::Tensor t = at::empty(sizes, options);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t(1) << 21;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t last = (begin + t.nbytes()) & ~(kHuge - 1);
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);  // advice only
-#endif
-  return t;
 }
 
 // Attributes per backward block: about kBufferBytes of expansion over all B rows, at least
@@ -353,7 +335,7 @@ at::Tensor taylor2_forward(const at::Tensor& x, const at::Tensor& weight, const 
 std::tuple<at::Tensor, at::Tensor> taylor2_backward(const at::Tensor& grad, const at::Tensor& x,
                                                     const at::Tensor& weight) {
   const int64_t m = x.size(1), n = weight.size(0);
-  at::Tensor grad_weight = empty_fresh(weight.sizes(), weight.options());
+  at::Tensor grad_weight = at::empty_like(weight);
   at::Tensor dw1 = grad_weight.narrow(1, 0, m);
   at::mm_out(dw1, grad.t(), x);
   at::Tensor grad_x = at::mm(grad, weight.narrow(1, 0, m));
@@ -379,7 +361,7 @@ at::Tensor expand_cpu(const at::Tensor& x_in, c10::string_view basis, int64_t de
   check_cpu(x_in, "x");
   const at::Tensor x = x_in.contiguous();
   const int64_t B = x.size(0), m = x.size(1), D = expansion_width(spec, m);
-  at::Tensor out = empty_fresh({B, D}, x.options());
+  at::Tensor out = at::empty({B, D}, x.options());
   if (B == 0 || D == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_expand_cpu", [&] {
     expand_rows<scalar_t>(spec, x.data_ptr<scalar_t>(), B, m, out.data_ptr<scalar_t>(), D);
@@ -454,7 +436,7 @@ std::tuple<at::Tensor, at::Tensor> expand_linear_backward_cpu(const at::Tensor& 
   if (use_taylor2_identity(spec, m)) return taylor2_backward(grad, x, weight);
 
   at::Tensor grad_x = at::empty_like(x);
-  at::Tensor grad_weight = empty_fresh(weight.sizes(), weight.options());
+  at::Tensor grad_weight = at::empty_like(weight);
   if (spec.basis == Basis::Taylor) {
     // Taylor features mix attributes: tile over rows, accumulating dW.
     grad_weight.zero_();

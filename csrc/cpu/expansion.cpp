@@ -11,6 +11,7 @@
 
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <numeric>
 #include <vector>
@@ -188,6 +189,93 @@ void rbf_row_backward(const BasisSpec& spec, const T* g, const T* phi, const T* 
   }
 }
 
+// B-spline rows, a chunk of attributes at a time: the span-local Cox–de Boor triangle of
+// expansion_math.h (bspline_span) evaluated lane-wise across attributes so it vectorises, then the
+// d+1 non-zero values scattered into the K columns of each attribute (the rest are zero).
+template <typename T>
+struct BSplineLanes {
+  T t[kAttributeChunk];
+  int64_t first[kAttributeChunk];  // feature index of n[0]; K when x is outside the support
+  T n[kMaxBSplineDegree + 1][kAttributeChunk];
+  T lower[kMaxBSplineDegree + 1][kAttributeChunk];
+
+  void evaluate(const BasisSpec& spec, const T* x, int64_t len, bool with_lower) {
+    const int d = static_cast<int>(spec.degree);
+    const int64_t K = spec.features;
+    const T lo = static_cast<T>(spec.p0), h = (static_cast<T>(spec.p1) - lo) / static_cast<T>(spec.p2);
+    const T origin = lo - static_cast<T>(d) * h;
+    for (int64_t i = 0; i < len; ++i) {
+      const T u = (x[i] - origin) / h;
+      const bool inside = u >= T(0) && u < static_cast<T>(K + d);
+      const T span = inside ? std::floor(u) : T(0);
+      t[i] = inside ? u - span : T(0);
+      first[i] = inside ? static_cast<int64_t>(span) - d : K;
+      n[0][i] = T(1);
+    }
+    for (int k = 1; k <= d; ++k) {
+      if (k == d && with_lower) {
+        for (int r = 0; r < d; ++r) std::copy(n[r], n[r] + len, lower[r]);
+      }
+      const T inv_k = T(1) / T(k);
+      for (int64_t i = 0; i < len; ++i) n[k][i] = t[i] * inv_k * n[k - 1][i];
+      for (int r = k - 1; r >= 1; --r) {
+        for (int64_t i = 0; i < len; ++i) {
+          n[r][i] = ((t[i] + T(k - r)) * n[r - 1][i] + (T(r + 1) - t[i]) * n[r][i]) * inv_k;
+        }
+      }
+      for (int64_t i = 0; i < len; ++i) n[0][i] = (T(1) - t[i]) * inv_k * n[0][i];
+    }
+  }
+};
+
+template <typename T>
+void bspline_row(const BasisSpec& spec, const T* x, int64_t attrs, T* out) {
+  const int64_t K = spec.features;
+  const int d = static_cast<int>(spec.degree);
+  BSplineLanes<T> lanes;
+  for (int64_t c0 = 0; c0 < attrs; c0 += kAttributeChunk) {
+    const int64_t len = std::min(kAttributeChunk, attrs - c0);
+    lanes.evaluate(spec, x + c0, len, false);
+    T* oc = out + c0 * K;
+    std::fill(oc, oc + len * K, T(0));
+    for (int64_t i = 0; i < len; ++i) {
+      for (int r = 0; r <= d; ++r) {
+        const int64_t j = lanes.first[i] + r;
+        if (j >= 0 && j < K) oc[i * K + j] = lanes.n[r][i];
+      }
+    }
+  }
+}
+
+// dx_i = Σ_j g[i*K + j]·B'_{j,d}(x_i) with B'_{j,d} = (B_{j,d-1} − B_{j+1,d-1})/h.
+template <typename T>
+void bspline_row_backward(const BasisSpec& spec, const T* g, const T* x, int64_t attrs, T* dx) {
+  const int64_t K = spec.features;
+  const int d = static_cast<int>(spec.degree);
+  const T h = (static_cast<T>(spec.p1) - static_cast<T>(spec.p0)) / static_cast<T>(spec.p2);
+  BSplineLanes<T> lanes;
+  for (int64_t c0 = 0; c0 < attrs; c0 += kAttributeChunk) {
+    const int64_t len = std::min(kAttributeChunk, attrs - c0);
+    if (d == 0) {
+      std::fill(dx + c0, dx + c0 + len, T(0));
+      continue;
+    }
+    lanes.evaluate(spec, x + c0, len, true);
+    const T* gc = g + c0 * K;
+    for (int64_t i = 0; i < len; ++i) {
+      T acc = T(0);
+      for (int r = 0; r <= d; ++r) {
+        const int64_t j = lanes.first[i] + r;
+        if (j < 0 || j >= K) continue;
+        const T left = r >= 1 ? lanes.lower[r - 1][i] : T(0);
+        const T right = r < d ? lanes.lower[r][i] : T(0);
+        acc += gc[i * K + j] * (left - right);
+      }
+      dx[c0 + i] = acc / h;
+    }
+  }
+}
+
 // κ of an elementwise basis for a (rows × attrs) block of x into out (interleaved, K per attribute).
 template <typename T>
 void expand_block(const BasisSpec& spec, const T* x, int64_t x_stride, int64_t rows, int64_t attrs, T* out,
@@ -202,6 +290,8 @@ void expand_block(const BasisSpec& spec, const T* x, int64_t x_stride, int64_t r
         polynomial_row<T>(spec, coeff.data(), xr, attrs, o);
       } else if (is_rbf(spec.basis)) {
         rbf_row<T>(spec, xr, attrs, o);
+      } else if (spec.basis == Basis::BSpline) {
+        bspline_row<T>(spec, xr, attrs, o);
       } else {
         for (int64_t i = 0; i < attrs; ++i) {
           T* dst = o + i * K;
@@ -227,6 +317,10 @@ void contract_block(const BasisSpec& spec, const T* g, int64_t g_stride, const T
     for (int64_t r = begin; r < end; ++r) {
       if (is_polynomial(spec.basis)) {
         polynomial_row_backward<T>(spec, coeff.data(), g + r * g_stride, x + r * x_stride, attrs, dx + r * dx_stride);
+        continue;
+      }
+      if (spec.basis == Basis::BSpline) {
+        bspline_row_backward<T>(spec, g + r * g_stride, x + r * x_stride, attrs, dx + r * dx_stride);
         continue;
       }
       if (features != nullptr && is_rbf(spec.basis)) {

@@ -466,11 +466,8 @@ at::Tensor expand_cpu(const at::Tensor& x_in, c10::string_view basis, int64_t de
 at::Tensor expand_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in, c10::string_view basis,
                                int64_t degree, at::ArrayRef<double> params) {
   const BasisSpec spec = make_basis_spec(basis, degree, params);
-  check_input(x_in);
   check_cpu(x_in, "x");
-  check_same(grad_in, x_in, "grad_features", "x");
-  const int64_t B = x_in.size(0), m = x_in.size(1), D = expansion_width(spec, m);
-  check_rows_cols(grad_in, "grad_features", B, "D", D);
+  const int64_t B = x_in.size(0), m = x_in.size(1), D = check_backward_inputs(grad_in, x_in, spec);
   const at::Tensor x = x_in.contiguous(), grad = grad_in.contiguous();
   at::Tensor dx = at::zeros({B, m}, x.options());
   if (B == 0 || D == 0) return dx;
@@ -521,10 +518,8 @@ std::tuple<at::Tensor, at::Tensor> expand_linear_backward_cpu(const at::Tensor& 
                                                               int64_t degree, at::ArrayRef<double> params) {
   const BasisSpec spec = make_basis_spec(basis, degree, params);
   check_cpu(x_in, "x");
-  const int64_t D = check_linear_inputs(x_in, weight_in, c10::nullopt, spec);
-  check_same(grad_in, x_in, "grad_out", "x");
+  const int64_t D = check_linear_backward_inputs(grad_in, x_in, weight_in, spec);
   const int64_t B = x_in.size(0), m = x_in.size(1), n = weight_in.size(0);
-  check_rows_cols(grad_in, "grad_out", B, "n", n);
   const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous(), grad = grad_in.contiguous();
   if (B == 0 || n == 0 || D == 0) return {at::zeros_like(x), at::zeros_like(weight)};
   if (use_taylor2_identity(spec, m)) return taylor2_backward(grad, x, weight);

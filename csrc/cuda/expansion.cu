@@ -627,11 +627,8 @@ at::Tensor expand_cuda(const at::Tensor& x_in, c10::string_view basis, int64_t d
 at::Tensor expand_backward_cuda(const at::Tensor& grad_in, const at::Tensor& x_in, c10::string_view basis,
                                 int64_t degree, at::ArrayRef<double> params) {
   const BasisSpec spec = make_basis_spec(basis, degree, params);
-  check_input(x_in);
   check_cuda(x_in, "x");
-  check_same(grad_in, x_in, "grad_features", "x");
-  const int64_t B = x_in.size(0), m = x_in.size(1), D = expansion_width(spec, m);
-  check_rows_cols(grad_in, "grad_features", B, "D", D);
+  const int64_t B = x_in.size(0), m = x_in.size(1), D = check_backward_inputs(grad_in, x_in, spec);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
   const at::Tensor grad = grad_in.contiguous();
@@ -686,11 +683,9 @@ std::tuple<at::Tensor, at::Tensor> expand_linear_backward_cuda(const at::Tensor&
                                                                const at::Tensor& w_in, c10::string_view basis,
                                                                int64_t degree, at::ArrayRef<double> params) {
   const BasisSpec spec = make_basis_spec(basis, degree, params);
-  const int64_t D = check_linear_inputs(x_in, w_in, c10::nullopt, spec);
+  const int64_t D = check_linear_backward_inputs(grad_in, x_in, w_in, spec);
   check_cuda(x_in, "x");
-  check_same(grad_in, x_in, "grad_out", "x");
   const int64_t B = x_in.size(0), m = x_in.size(1), n = w_in.size(0);
-  check_rows_cols(grad_in, "grad_out", B, "n", n);
   const c10::cuda::CUDAGuard guard(x_in.device());
   if (B == 0 || n == 0 || D == 0) {
     return {at::zeros({B, m}, x_in.options()), at::zeros({n, D}, x_in.options())};

@@ -110,5 +110,23 @@ inline int64_t check_linear_inputs(const at::Tensor& x, const at::Tensor& weight
   return D;
 }
 
+// Checks (grad_features, x) of expand_backward and returns D.
+inline int64_t check_backward_inputs(const at::Tensor& grad, const at::Tensor& x, const BasisSpec& spec) {
+  check_input(x);
+  check_same(grad, x, "grad_features", "x");
+  const int64_t D = expansion_width(spec, x.size(1));
+  check_rows_cols(grad, "grad_features", x.size(0), "D", D);
+  return D;
+}
+
+// Checks (grad_out, x, weight) of expand_linear_backward and returns D.
+inline int64_t check_linear_backward_inputs(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& weight,
+                                            const BasisSpec& spec) {
+  const int64_t D = check_linear_inputs(x, weight, c10::nullopt, spec);
+  check_same(grad, x, "grad_out", "x");
+  check_rows_cols(grad, "grad_out", x.size(0), "n", weight.size(0));
+  return D;
+}
+
 }  // namespace expansion
 }  // namespace rpn2kernels

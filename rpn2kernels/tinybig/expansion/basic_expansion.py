@@ -23,13 +23,16 @@ class identity_expansion(transformation):
     def calculate_D(self, m: int) -> int:
         return m
 
+    def _kappa(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
     def forward(self, x: torch.Tensor, device: str = "cpu", *args: Any, **kwargs: Any) -> torch.Tensor:
         x = check_input(x, type(self).__name__)
         x = self.pre_process(x, device=device)
-        return self.post_process(x, device=device)
+        return self.post_process(self._kappa(x), device=device)
 
 
-class reciprocal_expansion(transformation):
+class reciprocal_expansion(identity_expansion):
     """κ(x) = 1/x after mapping [0, 1e-6] to +1e-6 and [-1e-6, 0) to -1e-6, D = m.
 
     tinyBIG clamps the caller's tensor in place (defect 7.1 #18); here the input is left untouched
@@ -39,13 +42,8 @@ class reciprocal_expansion(transformation):
     def __init__(self, name: str = "reciprocal_expansion", *args: Any, **kwargs: Any):
         super().__init__(name=name, *args, **kwargs)
 
-    def calculate_D(self, m: int) -> int:
-        return m
-
-    def forward(self, x: torch.Tensor, device: str = "cpu", *args: Any, **kwargs: Any) -> torch.Tensor:
-        x = check_input(x, type(self).__name__)
-        x = self.pre_process(x, device=device)
+    def _kappa(self, x: torch.Tensor) -> torch.Tensor:
         # Two where() in tinyBIG's order so that 0 maps to +eps (the first rule wins there).
         x = torch.where((x >= 0) & (x <= _RECIPROCAL_EPS), _RECIPROCAL_EPS, x)
         x = torch.where((x < 0) & (x >= -_RECIPROCAL_EPS), -_RECIPROCAL_EPS, x)
-        return self.post_process(torch.reciprocal(x), device=device)
+        return torch.reciprocal(x)

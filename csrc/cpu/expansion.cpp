@@ -152,11 +152,11 @@ bool is_rbf(Basis b) { return b == Basis::GaussianRBF || b == Basis::InverseQuad
 template <typename T>
 void rbf_row(const BasisSpec& spec, const T* x, int64_t attrs, T* out) {
   const int64_t K = spec.features;
-  const T lo = static_cast<T>(spec.p0), eps2 = static_cast<T>(spec.p2 * spec.p2);
-  const T step = K > 1 ? (static_cast<T>(spec.p1) - lo) / static_cast<T>(K - 1) : T(0);
+  const RbfGrid<T> grid = rbf_grid<T>(spec);
+  const T eps2 = grid.eps2;
   const bool gaussian = spec.basis == Basis::GaussianRBF;
   for (int64_t k = 0; k < K; ++k) {
-    const T centre = lo + static_cast<T>(k) * step;
+    const T centre = grid.centre(k);
     if (gaussian) {
       for (int64_t i = 0; i < attrs; ++i) {
         const T d = x[i] - centre;
@@ -176,16 +176,15 @@ void rbf_row(const BasisSpec& spec, const T* x, int64_t attrs, T* out) {
 template <typename T>
 void rbf_row_backward(const BasisSpec& spec, const T* g, const T* phi, const T* x, int64_t attrs, T* dx) {
   const int64_t K = spec.features;
-  const T lo = static_cast<T>(spec.p0), eps2 = static_cast<T>(spec.p2 * spec.p2);
-  const T step = K > 1 ? (static_cast<T>(spec.p1) - lo) / static_cast<T>(K - 1) : T(0);
+  const RbfGrid<T> grid = rbf_grid<T>(spec);
   const bool gaussian = spec.basis == Basis::GaussianRBF;
   for (int64_t i = 0; i < attrs; ++i) {
     T acc = T(0);
     for (int64_t k = 0; k < K; ++k) {
       const T f = phi[i * K + k];
-      acc += g[i * K + k] * (x[i] - (lo + static_cast<T>(k) * step)) * (gaussian ? f : f * f);
+      acc += g[i * K + k] * (x[i] - grid.centre(k)) * (gaussian ? f : f * f);
     }
-    dx[i] = T(-2) * eps2 * acc;
+    dx[i] = T(-2) * grid.eps2 * acc;
   }
 }
 
@@ -202,10 +201,9 @@ struct BSplineLanes {
   void evaluate(const BasisSpec& spec, const T* x, int64_t len, bool with_lower) {
     const int d = static_cast<int>(spec.degree);
     const int64_t K = spec.features;
-    const T lo = static_cast<T>(spec.p0), h = (static_cast<T>(spec.p1) - lo) / static_cast<T>(spec.p2);
-    const T origin = lo - static_cast<T>(d) * h;
+    const BSplineGrid<T> grid = bspline_grid<T>(spec);
     for (int64_t i = 0; i < len; ++i) {
-      const T u = (x[i] - origin) / h;
+      const T u = grid.position(x[i]);
       const bool inside = u >= T(0) && u < static_cast<T>(K + d);
       const T span = inside ? std::floor(u) : T(0);
       t[i] = inside ? u - span : T(0);
@@ -252,7 +250,7 @@ template <typename T>
 void bspline_row_backward(const BasisSpec& spec, const T* g, const T* x, int64_t attrs, T* dx) {
   const int64_t K = spec.features;
   const int d = static_cast<int>(spec.degree);
-  const T h = (static_cast<T>(spec.p1) - static_cast<T>(spec.p0)) / static_cast<T>(spec.p2);
+  const T h = bspline_grid<T>(spec).h;
   BSplineLanes<T> lanes;
   for (int64_t c0 = 0; c0 < attrs; c0 += kAttributeChunk) {
     const int64_t len = std::min(kAttributeChunk, attrs - c0);

@@ -143,6 +143,35 @@ RPN2K_INLINE void bspline_span(T t, int d, T* n, T* lower) {
   }
 }
 
+// RBF centres μ_k = lo + k·step (linspace(lo, hi, K)) and the shape ε², functions.md §2.7.
+template <typename T>
+struct RbfGrid {
+  T lo, step, eps2;
+  RPN2K_INLINE T centre(int64_t k) const { return lo + static_cast<T>(k) * step; }
+};
+
+template <typename T>
+RPN2K_INLINE RbfGrid<T> rbf_grid(const BasisSpec& s) {
+  const T lo = static_cast<T>(s.p0), eps = static_cast<T>(s.p2);
+  const T step = s.features > 1 ? (static_cast<T>(s.p1) - lo) / static_cast<T>(s.features - 1) : T(0);
+  return {lo, step, eps * eps};
+}
+
+// Uniform B-spline knots g_j = lo + (j − d)·h, h = (hi − lo)/intervals (functions.md §2.6), so
+// B_{j,d}(x) = N_d(u − j) with u = position(x) = (x − g_0)/h.
+template <typename T>
+struct BSplineGrid {
+  T origin, h;
+  RPN2K_INLINE T position(T x) const { return (x - origin) / h; }
+};
+
+template <typename T>
+RPN2K_INLINE BSplineGrid<T> bspline_grid(const BasisSpec& s) {
+  const T lo = static_cast<T>(s.p0);
+  const T h = (static_cast<T>(s.p1) - lo) / static_cast<T>(s.p2);
+  return {lo - static_cast<T>(s.degree) * h, h};
+}
+
 // Calls fn(k, value, derivative) for k = 0 .. K-1 (derivative is 0 when !kWithDerivative).
 template <typename T, bool kWithDerivative, typename Fn>
 RPN2K_INLINE void for_each_feature(const BasisSpec& s, T x, Fn&& fn) {
@@ -172,11 +201,10 @@ RPN2K_INLINE void for_each_feature(const BasisSpec& s, T x, Fn&& fn) {
   switch (s.basis) {
     case Basis::GaussianRBF:
     case Basis::InverseQuadraticRBF: {
-      const T lo = static_cast<T>(s.p0), hi = static_cast<T>(s.p1), eps = static_cast<T>(s.p2);
-      const T eps2 = eps * eps;
-      const T step = K > 1 ? (hi - lo) / static_cast<T>(K - 1) : T(0);
+      const RbfGrid<T> grid = rbf_grid<T>(s);
+      const T eps2 = grid.eps2;
       for (int64_t k = 0; k < K; ++k) {
-        const T diff = x - (lo + static_cast<T>(k) * step);
+        const T diff = x - grid.centre(k);
         if (s.basis == Basis::GaussianRBF) {
           const T v = exp_of<T>(-eps2 * diff * diff);
           fn(k, v, kWithDerivative ? -2 * eps2 * diff * v : T(0));
@@ -189,10 +217,9 @@ RPN2K_INLINE void for_each_feature(const BasisSpec& s, T x, Fn&& fn) {
     }
     case Basis::BSpline: {
       const int d = static_cast<int>(s.degree);
-      const T lo = static_cast<T>(s.p0), hi = static_cast<T>(s.p1);
-      const T h = (hi - lo) / static_cast<T>(s.p2);
-      // knot g_j = lo + (j - d) h, so B_{j,d}(x) = N_d(u - j) with u = (x - g_0)/h
-      const T u = (x - (lo - static_cast<T>(d) * h)) / h;
+      const BSplineGrid<T> grid = bspline_grid<T>(s);
+      const T h = grid.h;
+      const T u = grid.position(x);
       T n[kMaxBSplineDegree + 1], lower[kMaxBSplineDegree + 1];
       int64_t first = K;  // features outside [first, first + d] are zero
       if (u >= T(0) && u < static_cast<T>(K + d)) {

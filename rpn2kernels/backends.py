@@ -20,7 +20,8 @@ BACKENDS = ("cpu", "cuda", "triton", "reference")
 ENV_VAR = "RPN2K_BACKEND"
 
 #: Default backend on CUDA tensors, per op family (the faster of the two where both exist).
-CUDA_DEFAULTS: Dict[str, str] = {"expand": "cuda", "expand_linear": "triton"}
+CUDA_DEFAULTS: Dict[str, str] = {"expand": "cuda", "expand_linear": "triton", "spmm": "cuda",
+                                  "edge_attention": "cuda", "chain": "cuda"}
 
 #: Dtypes each backend computes in.
 DTYPES = {

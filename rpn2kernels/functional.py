@@ -5,6 +5,7 @@ Every function takes ``backend=None`` (see :mod:`rpn2kernels.backends` for the s
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -12,7 +13,10 @@ from torch import Tensor
 
 from .backends import select_backend
 from .basis import basis_arguments, expansion_width
+from . import chain as _chain
 from .ops import expansion as _expansion_ops
+from .ops import propagation as _propagation_ops
+from .reference import propagation as _propagation_reference
 
 INPUT_NORMS = (None, "tanh")
 
@@ -86,3 +90,162 @@ def expand_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, basi
 
 
 __all__ = ["expand", "expand_linear"]
+
+
+# =============================================================================================
+# Propagation family (functions.md §5.4, §5.5, §5.11): graph and chain interdependence.
+
+def _check_graph(graph, x: Tensor, name: str = "x") -> None:
+    from .graph import Graph
+
+    if not isinstance(graph, Graph):
+        raise TypeError(f"graph must be a rpn2kernels.Graph, got {type(graph).__name__}")
+    _check_tensor(x, name)
+    if x.dim() != 2:
+        raise ValueError(f"{name} must have 2 dims (N, F), got shape {tuple(x.shape)}")
+    if x.shape[0] != graph.num_nodes:
+        raise ValueError(f"{name} must have one row per node: expected {graph.num_nodes} rows, got {x.shape[0]}")
+    if graph.device != x.device:
+        raise ValueError(f"{name} must be on the graph's device {graph.device}, got {x.device}")
+
+
+def _graph_arrays(graph, dtype: torch.dtype):
+    value = graph.value
+    if value is not None and value.dtype != dtype:
+        value = value.to(dtype)  # a float32 graph applied to float64 features
+    return graph.rowptr, graph.col, value, graph.t_rowptr, graph.t_col, graph.t_perm
+
+
+def _graph_spmm(graph, x: Tensor, base: Optional[Tensor], alpha: float, beta: float, backend: str) -> Tensor:
+    rowptr, col, value, t_rowptr, t_col, t_perm = _graph_arrays(graph, x.dtype)
+    if backend == "reference":  # plain autograd through the definition (double backward works)
+        return _propagation_reference.spmm(rowptr, col, value, x, base, alpha, beta)
+    return _propagation_ops.graph_spmm(rowptr, col, value, t_rowptr, t_col, t_perm, x, base, alpha, beta, backend)
+
+
+def propagate(graph, x: Tensor, hops: int = 1, accumulate: bool = False, *, backend: Optional[str] = None) -> Tensor:
+    """(Âᵀ)^h·x, or Σ_{k=1}^{h} (Âᵀ)^k·x with ``accumulate=True``: h fused SpMM passes, never A^h.
+
+    x: (N, F) node features. The accumulative sum runs by Horner, Y ← x + Âᵀ·Y, with the addition
+    fused into each pass. Backward is the same passes over the cached transpose.
+    """
+    _check_graph(graph, x)
+    if not isinstance(hops, int) or hops < 1:
+        raise ValueError(f"hops must be an int >= 1, got {hops!r}")
+    chosen = select_backend("spmm", x.device, x.dtype, backend)
+    if not accumulate:
+        for _ in range(hops):
+            x_next = _graph_spmm(graph, x, None, 1.0, 0.0, chosen)
+            x = x_next
+        return x
+    y = x
+    for _ in range(hops - 1):
+        y = _graph_spmm(graph, y, x, 1.0, 1.0, chosen)
+    return _graph_spmm(graph, y, None, 1.0, 0.0, chosen)
+
+
+def pagerank(graph, x: Tensor, c: float = 0.15, *, tol: float = 1e-6, max_iter: Optional[int] = None,
+             backend: Optional[str] = None) -> Tensor:
+    """c·(I − (1−c)·Âᵀ)^{-1}·x by the power series c·Σ_k (1−c)^k (Âᵀ)^k x, never a dense inverse.
+
+    The number of steps T is the a-priori bound (1−c)^{T+1} ≤ tol, valid for graphs normalised
+    'column', 'row' or 'symmetric' (‖Âᵀ‖ ≤ 1 in a matching norm, §5.5); ``max_iter`` caps it.
+    Other graphs (no normalisation, 'row_column') have no a-priori bound: the spectral radius is
+    estimated first and a divergent series raises ValueError instead of returning garbage.
+    Backward runs the same series on Â (implicit differentiation, no stored iterates).
+    """
+    _check_graph(graph, x)
+    if not 0.0 < c <= 1.0:
+        raise ValueError(f"c must be in (0, 1], got {c}")
+    if not 0.0 < tol < 1.0:
+        raise ValueError(f"tol must be in (0, 1), got {tol}")
+    chosen = select_backend("spmm", x.device, x.dtype, backend)
+    iterations = _propagation_ops.pagerank_iterations(c, tol)
+    if graph.normalization not in ("column", "row", "symmetric"):
+        radius = spectral_radius(graph, backend=chosen)
+        if (1.0 - c) * radius >= 1.0:
+            raise ValueError(f"pagerank diverges on this graph: (1-c)·ρ(Â) = {(1 - c) * radius:.4f} >= 1 "
+                             f"(normalization={graph.normalization!r}); normalise the graph or raise c")
+        iterations = max(0, math.ceil(math.log(tol) / math.log((1.0 - c) * radius))) if radius > 0 else 0
+    if max_iter is not None:
+        iterations = min(iterations, int(max_iter))
+    rowptr, col, value, t_rowptr, t_col, t_perm = _graph_arrays(graph, x.dtype)
+    if chosen == "reference":
+        z = x * c
+        for _ in range(iterations):
+            z = _propagation_reference.spmm(rowptr, col, value, z, x, 1.0 - c, c)
+        return z
+    return _propagation_ops.pagerank(rowptr, col, value, t_rowptr, t_col, t_perm, x, float(c), int(iterations), chosen)
+
+
+def spectral_radius(graph, iterations: int = 50, *, backend: Optional[str] = None) -> float:
+    """An upper estimate of ρ(Â) by power iteration on a positive start vector (Gelfand's formula
+    on ‖(Âᵀ)^k·1‖∞)."""
+    chosen = select_backend("spmm", graph.device, graph.edge_values().dtype, backend)
+    if graph.num_nodes == 0 or graph.num_edges == 0:
+        return 0.0
+    z = torch.ones((graph.num_nodes, 1), dtype=torch.float64, device=graph.device)
+    rowptr, col, value, *_ = _graph_arrays(graph, torch.float64)
+    if value is not None:
+        value = value.abs()
+    log_norm = 0.0
+    for _ in range(iterations):
+        z = _propagation_ops.spmm_kernel(rowptr, col, value, z, None, 1.0, 0.0, chosen)
+        norm = float(z.abs().max())
+        if norm == 0.0:
+            return 0.0
+        log_norm += math.log(norm)
+        z = z / norm
+    return math.exp(log_norm / iterations)
+
+
+def edge_attention(graph, q: Tensor, k: Tensor, v: Tensor, scale: float = 1.0, *, use_edge_values: bool = True,
+                   backend: Optional[str] = None) -> Tensor:
+    """GAT-style attention restricted to the graph's edges (functions.md §5.9, §5.11), no N×N tensor.
+
+    For target v: logits s_{u→v} = scale·Â[u, v]·<q_v, k_u> over its incoming edges (Â[u, v] = 1
+    with ``use_edge_values=False``), edges whose logit is exactly 0 masked (tinyBIG's [E ≠ 0]
+    mask), softmax over the rest, out_v = Σ_u α_{u→v}·v_u; a node with no unmasked edge gets 0.
+    q: (N, d), k: (N, d), v: (N, F) -> (N, F).
+    """
+    _check_graph(graph, q, "q")
+    _check_like(k, "k", q)
+    _check_like(v, "v", q)
+    if k.shape != q.shape:
+        raise ValueError(f"k must have q's shape {tuple(q.shape)}, got {tuple(k.shape)}")
+    if v.dim() != 2 or v.shape[0] != graph.num_nodes:
+        raise ValueError(f"v must have shape (N={graph.num_nodes}, F), got {tuple(v.shape)}")
+    chosen = select_backend("edge_attention", q.device, q.dtype, backend)
+    rowptr, col, value, t_rowptr, t_col, t_perm = _graph_arrays(graph, q.dtype)
+    if not use_edge_values:
+        value = None
+    if chosen == "reference":
+        return _propagation_reference.edge_attention(rowptr, col, value, q, k, v, scale)[0]
+    out, _ = _propagation_ops.graph_attention(rowptr, col, value, t_rowptr, t_col, t_perm, q, k, v, float(scale),
+                                              chosen)
+    return out
+
+
+def chain_propagate(x: Tensor, variant: str = "plain", hops: int = 1, *, bidirectional: bool = False,
+                    self_dependence: bool = True, self_scaling: float = 1.0, accumulative: bool = False,
+                    backend: Optional[str] = None) -> Tensor:
+    """Chain interdependence z_t = Σ_u A[u, t]·x_u on the (b, L, m) layout (functions.md §5.4).
+
+    variant: ``"plain"`` (S + s·I), ``"multihop"`` ((S + I)^h, or Σ_j (S + I)^j with
+    ``accumulative``; tinyBIG forces s = 1 here), ``"inverse_approx"`` ((I − S)^{-1}: a prefix sum;
+    bi-directional: column-normalised Σ_k S_sym^k by DST-I) or ``"exponential_approx"`` (expm(S)).
+    Filters, stencils and scans only — never an L×L matrix. x: (b, L, m) or (L, m).
+    """
+    _check_tensor(x, "x")
+    if x.dim() not in (2, 3):
+        raise ValueError(f"x must have shape (b, L, m) or (L, m), got {tuple(x.shape)}")
+    if not isinstance(hops, int) or hops < 1:
+        raise ValueError(f"hops must be an int >= 1, got {hops!r}")
+    x3 = x.unsqueeze(0) if x.dim() == 2 else x
+    chosen = select_backend("chain", x3.device, x3.dtype, backend)
+    z = _chain.apply_chain(x3, variant, hops, bidirectional, self_dependence, float(self_scaling), accumulative,
+                           chosen)
+    return z.reshape(x.shape)
+
+
+__all__ += ["propagate", "pagerank", "spectral_radius", "edge_attention", "chain_propagate"]

@@ -1,4 +1,4 @@
 """Op registration (fake kernels, autograd, Triton ops) and dispatch on a chosen backend."""
-from . import expansion
+from . import expansion, propagation
 
-__all__ = ["expansion"]
+__all__ = ["expansion", "propagation"]

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "rpn2kernels/checks.h"
 #include "rpn2kernels/expansion_math.h"
 
 namespace rpn2kernels {
@@ -70,18 +71,8 @@ inline int64_t expansion_width(const BasisSpec& spec, int64_t m) {
   return width;
 }
 
-inline void check_floating(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble || t.scalar_type() == at::kHalf ||
-                  t.scalar_type() == at::kBFloat16,
-              "rpn2kernels: ", name, " must be a floating-point tensor, got dtype ", t.scalar_type());
-}
-
-inline void check_same(const at::Tensor& t, const at::Tensor& ref, const char* name, const char* ref_name) {
-  TORCH_CHECK(t.device() == ref.device(), "rpn2kernels: ", name, " must be on ", ref_name, "'s device ", ref.device(),
-              ", got ", t.device());
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), "rpn2kernels: ", name, " must have ", ref_name, "'s dtype ",
-              ref.scalar_type(), ", got ", t.scalar_type());
-}
+using rpn2kernels::check_floating;
+using rpn2kernels::check_same;
 
 // A (B, cols) gradient argument, e.g. check_rows_cols(grad_out, "grad_out", B, "n", n).
 inline void check_rows_cols(const at::Tensor& t, const char* name, int64_t B, const char* cols_name, int64_t cols) {

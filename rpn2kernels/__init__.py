@@ -7,7 +7,8 @@ from . import _extension  # noqa: F401  (loads the compiled kernels first)
 from . import ops  # noqa: F401  (fake kernels and autograd of every op)
 from . import backends, basis, functional, nn
 from .backends import BackendUnavailable
+from .graph import Graph
 
 __version__ = "0.1.0"
 
-__all__ = ["backends", "basis", "functional", "nn", "BackendUnavailable", "__version__"]
+__all__ = ["backends", "basis", "functional", "nn", "BackendUnavailable", "Graph", "__version__"]

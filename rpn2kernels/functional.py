@@ -144,38 +144,48 @@ def propagate(graph, x: Tensor, hops: int = 1, accumulate: bool = False, *, back
     return _graph_spmm(graph, y, None, 1.0, 0.0, chosen)
 
 
-def pagerank(graph, x: Tensor, c: float = 0.15, *, tol: float = 1e-6, max_iter: Optional[int] = None,
-             backend: Optional[str] = None) -> Tensor:
-    """c·(I − (1−c)·Âᵀ)^{-1}·x by the power series c·Σ_k (1−c)^k (Âᵀ)^k x, never a dense inverse.
-
-    The number of steps T is the a-priori bound (1−c)^{T+1} ≤ tol, valid for graphs normalised
-    'column', 'row' or 'symmetric' (‖Âᵀ‖ ≤ 1 in a matching norm, §5.5); ``max_iter`` caps it.
-    Other graphs (no normalisation, 'row_column') have no a-priori bound: the spectral radius is
-    estimated first and a divergent series raises ValueError instead of returning garbage.
-    Backward runs the same series on Â (implicit differentiation, no stored iterates).
-    """
-    _check_graph(graph, x)
+def pagerank_steps(graph, c: float = 0.15, tol: float = 1e-6, max_iter: Optional[int] = None, *,
+                   backend: Optional[str] = None) -> int:
+    """Steps T of the PageRank series that reach ``tol``: the a-priori bound (1−c)^{T+1} ≤ tol for
+    graphs normalised 'column', 'row' or 'symmetric' (‖Âᵀ‖ ≤ 1 in a matching norm, §5.5). Other
+    graphs have no a-priori bound: ρ(Â) is estimated by power iteration and a divergent series
+    ((1−c)·ρ ≥ 1) raises ValueError instead of returning garbage. ``max_iter`` caps T."""
     if not 0.0 < c <= 1.0:
         raise ValueError(f"c must be in (0, 1], got {c}")
     if not 0.0 < tol < 1.0:
         raise ValueError(f"tol must be in (0, 1), got {tol}")
-    chosen = select_backend("spmm", x.device, x.dtype, backend)
-    iterations = _propagation_ops.pagerank_iterations(c, tol)
-    if graph.normalization not in ("column", "row", "symmetric"):
-        radius = spectral_radius(graph, backend=chosen)
+    steps = _propagation_ops.pagerank_iterations(c, tol)
+    if graph.normalization not in ("column", "row", "symmetric") and c < 1.0:
+        radius = spectral_radius(graph, backend=backend)
         if (1.0 - c) * radius >= 1.0:
             raise ValueError(f"pagerank diverges on this graph: (1-c)·ρ(Â) = {(1 - c) * radius:.4f} >= 1 "
                              f"(normalization={graph.normalization!r}); normalise the graph or raise c")
-        iterations = max(0, math.ceil(math.log(tol) / math.log((1.0 - c) * radius))) if radius > 0 else 0
-    if max_iter is not None:
-        iterations = min(iterations, int(max_iter))
+        steps = max(0, math.ceil(math.log(tol) / math.log((1.0 - c) * radius))) if radius > 0 else 0
+    return steps if max_iter is None else min(steps, int(max_iter))
+
+
+def pagerank(graph, x: Tensor, c: float = 0.15, *, tol: float = 1e-6, max_iter: Optional[int] = None,
+             steps: Optional[int] = None, backend: Optional[str] = None) -> Tensor:
+    """c·(I − (1−c)·Âᵀ)^{-1}·x by the power series c·Σ_k (1−c)^k (Âᵀ)^k x, never a dense inverse.
+
+    Runs ``steps`` fused SpMM passes Z ← c·x + (1−c)·Âᵀ·Z, by default :func:`pagerank_steps` of
+    (c, tol, max_iter) — pass ``steps`` precomputed to keep the call free of the spectral-radius
+    estimate (as :class:`rpn2kernels.nn.GraphPropagation` does, so it compiles without graph breaks).
+    Backward runs the same series on Â (implicit differentiation, no stored iterates).
+    """
+    _check_graph(graph, x)
+    chosen = select_backend("spmm", x.device, x.dtype, backend)
+    if steps is None:
+        steps = pagerank_steps(graph, c, tol, max_iter, backend=chosen)
+    elif not 0.0 < c <= 1.0:
+        raise ValueError(f"c must be in (0, 1], got {c}")
     rowptr, col, value, t_rowptr, t_col, t_perm = _graph_arrays(graph, x.dtype)
     if chosen == "reference":
         z = x * c
-        for _ in range(iterations):
+        for _ in range(steps):
             z = _propagation_reference.spmm(rowptr, col, value, z, x, 1.0 - c, c)
         return z
-    return _propagation_ops.pagerank(rowptr, col, value, t_rowptr, t_col, t_perm, x, float(c), int(iterations), chosen)
+    return _propagation_ops.pagerank(rowptr, col, value, t_rowptr, t_col, t_perm, x, float(c), int(steps), chosen)
 
 
 def spectral_radius(graph, iterations: int = 50, *, backend: Optional[str] = None) -> float:
@@ -248,4 +258,4 @@ def chain_propagate(x: Tensor, variant: str = "plain", hops: int = 1, *, bidirec
     return z.reshape(x.shape)
 
 
-__all__ += ["propagate", "pagerank", "spectral_radius", "edge_attention", "chain_propagate"]
+__all__ += ["propagate", "pagerank", "pagerank_steps", "spectral_radius", "edge_attention", "chain_propagate"]

@@ -85,8 +85,6 @@ def _inverse_bi_gain(lam: Tensor, L: int) -> Tensor:
 def inverse_bidirectional(x: Tensor) -> Tensor:
     """Column-normalised (Σ_{k=1}^{L−1} S_sym^k)ᵀ·x by the DST-I diagonalisation (no L×L, no overflow)."""
     L = x.shape[1]
-    if L == 1:
-        return torch.zeros_like(x)  # W = 0 (no k ≥ 1 term); zero column sums become 1
     gain = _inverse_bi_gain(path_spectrum(L, x.device, x.dtype), L)
     work = x.to(torch.float64)
     z = dst1(dst1(work) * gain.view(1, L, 1))

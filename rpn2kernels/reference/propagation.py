@@ -73,15 +73,15 @@ def chain_filter(x: Tensor, taps: Sequence[float], first_offset: int, base: Opti
                  beta: float = 1.0) -> Tensor:
     """out[:, t] = Σ_j taps[j]·x[:, t − (first_offset + j)] (zero outside 0 … L−1) + beta·base[:, t]."""
     L = x.shape[1]
-    out = torch.zeros_like(x)
-    for j, tap in enumerate(taps):
-        shift = first_offset + j  # out[t] takes x[t − shift]
-        if abs(shift) >= L or tap == 0.0:
-            continue
-        if shift >= 0:
-            out[:, shift:] = out[:, shift:] + tap * x[:, : L - shift]
-        else:
-            out[:, : L + shift] = out[:, : L + shift] + tap * x[:, -shift:]
+    shifts = [first_offset + j for j in range(len(taps))]
+    pad = max([abs(s) for s in shifts] + [0])
+    # Slices of the zero-padded x: every term stays connected to x for autograd, even when no
+    # tap reaches inside the chain.
+    padded = torch.nn.functional.pad(x, (0, 0, pad, pad))
+    out = padded[:, pad:pad + L] * 0.0 if not taps else None
+    for tap, shift in zip(taps, shifts):  # out[t] takes x[t − shift]
+        term = tap * padded[:, pad - shift:pad - shift + L]
+        out = term if out is None else out + term
     if base is not None:
         out = out + beta * base
     return out

@@ -156,11 +156,14 @@ def pagerank_steps(graph, c: float = 0.15, tol: float = 1e-6, max_iter: Optional
         raise ValueError(f"tol must be in (0, 1), got {tol}")
     steps = _propagation_ops.pagerank_iterations(c, tol)
     if graph.normalization not in ("column", "row", "symmetric") and c < 1.0:
-        radius = spectral_radius(graph, backend=backend)
-        if (1.0 - c) * radius >= 1.0:
+        radius, vanishes_at = _power_growth(graph, backend)
+        if vanishes_at is not None:
+            steps = vanishes_at  # Â is nilpotent: the series ends after these terms, exactly
+        elif (1.0 - c) * radius >= 1.0:
             raise ValueError(f"pagerank diverges on this graph: (1-c)·ρ(Â) = {(1 - c) * radius:.4f} >= 1 "
                              f"(normalization={graph.normalization!r}); normalise the graph or raise c")
-        steps = max(0, math.ceil(math.log(tol) / math.log((1.0 - c) * radius))) if radius > 0 else 0
+        else:
+            steps = max(0, math.ceil(math.log(tol) / math.log((1.0 - c) * radius)))
     return steps if max_iter is None else min(steps, int(max_iter))
 
 
@@ -188,25 +191,33 @@ def pagerank(graph, x: Tensor, c: float = 0.15, *, tol: float = 1e-6, max_iter: 
     return _propagation_ops.pagerank(rowptr, col, value, t_rowptr, t_col, t_perm, x, float(c), int(steps), chosen)
 
 
-def spectral_radius(graph, iterations: int = 50, *, backend: Optional[str] = None) -> float:
-    """An upper estimate of ρ(Â) by power iteration on a positive start vector (Gelfand's formula
-    on ‖(Âᵀ)^k·1‖∞)."""
-    chosen = select_backend("spmm", graph.device, graph.edge_values().dtype, backend)
+def _power_growth(graph, backend: Optional[str], iterations: int = 50):
+    """(r, k0): r = ‖(|Â|ᵀ)^K·1‖∞^{1/K}, an upper estimate of ρ(Â) (Gelfand), and k0 the first
+    power with (|Â|ᵀ)^k0·1 = 0 — then Â^k0 = 0 exactly (the start vector is positive) — or None."""
+    if graph.device.type == "cpu":
+        backend = None  # the structural estimate runs on the fastest CPU path (not the interpreter)
+    chosen = select_backend("spmm", graph.device, torch.float64, backend)
     if graph.num_nodes == 0 or graph.num_edges == 0:
-        return 0.0
+        return 0.0, 1
     z = torch.ones((graph.num_nodes, 1), dtype=torch.float64, device=graph.device)
     rowptr, col, value, *_ = _graph_arrays(graph, torch.float64)
     if value is not None:
         value = value.abs()
     log_norm = 0.0
-    for _ in range(iterations):
+    for k in range(1, iterations + 1):
         z = _propagation_ops.spmm_kernel(rowptr, col, value, z, None, 1.0, 0.0, chosen)
         norm = float(z.abs().max())
         if norm == 0.0:
-            return 0.0
+            return 0.0, k
         log_norm += math.log(norm)
         z = z / norm
-    return math.exp(log_norm / iterations)
+    return math.exp(log_norm / iterations), None
+
+
+def spectral_radius(graph, iterations: int = 50, *, backend: Optional[str] = None) -> float:
+    """An upper estimate of ρ(Â) by power iteration on a positive start vector (Gelfand's formula
+    on ‖(|Â|ᵀ)^k·1‖∞); 0 for a nilpotent Â."""
+    return _power_growth(graph, backend, iterations)[0]
 
 
 def edge_attention(graph, q: Tensor, k: Tensor, v: Tensor, scale: float = 1.0, *, use_edge_values: bool = True,

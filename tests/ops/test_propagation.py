@@ -194,7 +194,9 @@ def test_pagerank_matches_the_dense_inverse(backend_device, mode):
     A = graph.dense().double().cpu()
     x = torch.randn(n, 3)
     xs = x.to(device).requires_grad_()
-    c = 0.15 if mode is not None else 0.9  # an unnormalised graph needs (1-c)·ρ(A) < 1
+    # An unnormalised graph needs (1-c)·ρ(A) < 1. The interpreter (≈0.3 s per Triton SpMM here)
+    # runs a larger c, i.e. fewer steps: the same code path, a shorter series.
+    c = 0.9 if mode is None else (0.5 if backend == "triton" and str(device) == "cpu" else 0.15)
     out = F.pagerank(graph, xs, c, tol=1e-7, backend=backend)
     expected = dense_pagerank(A, x, c)
     assert ((out.double().cpu() - expected).abs().max() / expected.abs().max()).item() <= 1e-4
@@ -267,7 +269,7 @@ def test_gradcheck_fp64(backend_device):
                                   dtype=torch.float64).to(device)
     x = torch.randn(9, 3, dtype=torch.float64, device=device, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: F.propagate(graph, t, 2, True, backend=backend), (x,))
-    assert torch.autograd.gradcheck(lambda t: F.pagerank(graph, t, 0.3, tol=1e-4, backend=backend), (x,))
+    assert torch.autograd.gradcheck(lambda t: F.pagerank(graph, t, 0.3, steps=3, backend=backend), (x,))
     q, k, v = (torch.randn(9, d, dtype=torch.float64, device=device, requires_grad=True) for d in (2, 2, 3))
     assert torch.autograd.gradcheck(lambda a, b, c: F.edge_attention(graph, a, b, c, 0.9, backend=backend), (q, k, v))
     value = graph.value.clone().requires_grad_()
@@ -380,3 +382,9 @@ def test_compiled_kernels_name_the_bad_argument():
         kernels.chain_filter(x, [1.0], 0, None, 0.0)
     with pytest.raises(RuntimeError, match="taps must hold at least one value"):
         kernels.chain_filter(x.view(1, 3, 2), [], 0, None, 0.0)
+
+
+def test_pagerank_on_a_nilpotent_graph_runs_the_finite_series():
+    graph = Graph.from_edge_index(torch.tensor([[0, 1], [1, 2]]), 3, dtype=torch.float64)  # a DAG: ρ = 0
+    expected = 0.15 * torch.linalg.inv(torch.eye(3, dtype=torch.float64) - 0.85 * graph.dense().t())
+    torch.testing.assert_close(F.pagerank(graph, torch.eye(3, dtype=torch.float64), 0.15), expected)

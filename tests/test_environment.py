@@ -13,7 +13,8 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 def test_compiled_extension_is_loaded_with_cpu_kernels():
     assert _extension.extension_loaded(), _extension.LOAD_ERROR
-    for op in ("expand", "expand_backward", "expand_linear", "expand_linear_backward"):
+    for op in ("expand", "expand_backward", "expand_linear", "expand_linear_backward", "spmm", "sddmm",
+               "edge_attention", "edge_attention_backward", "chain_filter", "chain_scan"):
         assert _extension.has_kernel(op, "CPU"), f"rpn2kernels::{op} has no CPU kernel"
     assert backends.default_backend("expand_linear", torch.device("cpu")) == "cpu"
 

@@ -322,16 +322,22 @@ def test_non_contiguous_inputs():
 
 
 @pytest.mark.skipif(not INTERPRET, reason="tile sizes are only overridable under the interpreter")
-@pytest.mark.parametrize("rows_per_program", [1, 4])
-def test_small_tiles_several_chunks_and_determinism(rows_per_program, monkeypatch):
-    """Minimum tiles, so every row spans several edge chunks and every width several feature
-    tiles/chunks (ragged ends), with 1 and 4 rows a program; results must equal the reference and
-    be bitwise reproducible."""
-    monkeypatch.setattr(kernels, "_INTERPRET_BLOCKS", dict(BE=8, BF=4, BL=4, BM=2))
-    monkeypatch.setattr(kernels, "_FORCE_ROWS_PER_PROGRAM", rows_per_program)
+@pytest.mark.parametrize("block_r", [1, 4, 16], ids=lambda b: f"BR{b}")
+def test_small_tiles_several_chunks_and_determinism(block_r, monkeypatch):
+    """Minimum tiles, so rows span several edge steps (row 5: 37 edges in steps of 8) and every
+    width several feature tiles/chunks (ragged ends), with row blocks of 1 row, of 4 rows (fewer
+    than R = 9, uneven degrees within a block: 2, 3, 0, 2 then 1, 37, 0, 4 — and a last block of
+    one row and three past R) and of 16 rows (all rows in one block); chain tiles span several
+    chains.
+    The filter's 6 taps go 1 a step (as on a GPU), 4 (a ragged second step) or all at once.
+    Results must equal the reference and be bitwise reproducible."""
+    monkeypatch.setattr(kernels, "_INTERPRET_BLOCKS",
+                        dict(BR=64, BE=8, BF=4, BL=4, BM=2, BT=block_r, TILE=1 << 16))
+    monkeypatch.setattr(kernels, "_FORCE_BLOCK_R", block_r)
     dtype = torch.float64
     rowptr, col, R, C = mixed_graph()
     E = col.numel()
+    assert kernels._csr_blocks(rowptr, E, 4, dtype) == (block_r, 8)
     x = rand(C, 9, dtype=dtype, seed=1)
     base = rand(R, 9, dtype=dtype, seed=2)
     value = attention_values(E, dtype, 3, (8,), rowptr.tolist())
@@ -354,6 +360,7 @@ def test_small_tiles_several_chunks_and_determinism(rows_per_program, monkeypatc
         rowptr, col, value, q, k, v, 0.8, base)
     close(runs[0]["out"], out_ref, dtype, "out")
     close(runs[0]["lse"], lse_ref, dtype, "lse")
+    assert bool(torch.isneginf(runs[0]["lse"][[2, 6, 8]]).all())  # empty and fully masked rows
     close(runs[0]["grad_q"], grad_q_ref, dtype, "grad_q")
     close(runs[0]["grad_logit"], grad_logit_ref, dtype, "grad_logit")
     close(runs[0]["prob"], prob_ref, dtype, "prob")
@@ -362,6 +369,70 @@ def test_small_tiles_several_chunks_and_determinism(rows_per_program, monkeypatc
     close(runs[0]["rscan"], reference.chain_scan(xc, True), dtype, "reverse scan")
     for name in runs[0]:
         assert torch.equal(runs[0][name], runs[1][name]), f"{name} is not bitwise reproducible"
+
+
+def test_row_block_does_not_change_results(monkeypatch):
+    """The row block only decides which rows share a program: with the same edge and feature
+    tiles, every row's arithmetic (lanes, order of the sums) is the same, so results equal those
+    of one row a program — bitwise under the interpreter; on a GPU the reduction tree over the
+    lanes follows the register layout (BR and num_warps), so to rounding. Here on a
+    power-law-like graph (hubs next to rows of degree 0 and 1, in blocks of every phase)."""
+    g = torch.Generator().manual_seed(5)
+    deg = [0, 1, 23, 1, 0, 2, 1, 40, 1, 0, 3, 1, 1, 17]
+    rows = [torch.randint(0, 11, (d,), generator=g).tolist() for d in deg]
+    rowptr, col, R, C = csr(rows, 11)
+    E = col.numel()
+    dtype = torch.float64
+    x = rand(C, 5, dtype=dtype, seed=1)
+    base = rand(R, 5, dtype=dtype, seed=2)
+    value = attention_values(E, dtype, 3, (), rowptr.tolist())
+    q, k = rand(R, 3, dtype=dtype, seed=4), rand(C, 3, dtype=dtype, seed=5)
+
+    def run(br):
+        monkeypatch.setattr(kernels, "_FORCE_BLOCK_R", br)
+        out, lse = kernels.edge_attention(rowptr, col, value, q, k, x, 0.7)
+        return [kernels.spmm(rowptr, col, value, x, base, 1.5, -0.5), kernels.sddmm(rowptr, col, q, k), out, lse,
+                *kernels.edge_attention_backward(rowptr, col, value, q, k, x, out, lse, base, 0.7)]
+
+    ones = run(1)
+    close(ones[0], reference.spmm(rowptr, col, value, x, base, 1.5, -0.5), dtype, "spmm")
+    close(ones[2], reference.edge_attention(rowptr, col, value, q, k, x, 0.7)[0], dtype, "attention out")
+    names = ["spmm", "sddmm", "out", "lse", "grad_q", "grad_logit", "prob"]
+    for br in (4, 16):  # blocks straddling the hubs; all rows in one block
+        for name, a, b in zip(names, ones, run(br)):
+            if INTERPRET:
+                assert torch.equal(a, b), f"{name} differs between BR=1 and BR={br}"
+            else:
+                close(b, a, dtype, f"{name} with BR={br}")
+
+
+def test_row_blocks_beyond_grid_limit(monkeypatch):
+    """A grid over the axis-0 limit: each program walks several row blocks (CSR kernels); the
+    chain kernels refuse such a launch."""
+    monkeypatch.setattr(kernels, "_MAX_GRID", 2)
+    monkeypatch.setattr(kernels, "_FORCE_BLOCK_R", 2)
+    dtype = torch.float64
+    rowptr, col, R, C = mixed_graph()
+    E = col.numel()
+    assert kernels._row_grid(R, 2, 1) == (5, 3, 2)
+    x = rand(C, 4, dtype=dtype, seed=1)
+    base = rand(R, 4, dtype=dtype, seed=2)
+    value = attention_values(E, dtype, 3, (8,), rowptr.tolist())
+    close(kernels.spmm(rowptr, col, value, x, base, 0.5, 2.0), reference.spmm(rowptr, col, value, x, base, 0.5, 2.0),
+          dtype, "spmm")
+    close(kernels.sddmm(rowptr, col, base, x), reference.sddmm(rowptr, col, base, x), dtype, "sddmm")
+    q, k = rand(R, 3, dtype=dtype, seed=4), rand(C, 3, dtype=dtype, seed=5)
+    out, lse = kernels.edge_attention(rowptr, col, value, q, k, x, 0.8)
+    out_ref, lse_ref, grad_q_ref, grad_logit_ref, prob_ref = reference_attention(
+        rowptr, col, value, q, k, x, 0.8, base)
+    close(out, out_ref, dtype, "out")
+    close(lse, lse_ref, dtype, "lse")
+    grad_q, grad_logit, prob = kernels.edge_attention_backward(rowptr, col, value, q, k, x, out, lse, base, 0.8)
+    close(grad_q, grad_q_ref, dtype, "grad_q")
+    close(grad_logit, grad_logit_ref, dtype, "grad_logit")
+    close(prob, prob_ref, dtype, "prob")
+    with pytest.raises(ValueError, match="exceed the grid limit"):
+        kernels.chain_scan(rand(3, 4, 70, dtype=dtype, seed=6), False)
 
 
 def test_determinism_default_tiles():

@@ -1,14 +1,16 @@
 """Chain interdependence operators on the (b, L, m) layout (functions.md §5.4), never as L×L matrices.
 
-Every tinyBIG chain variant is one of: a banded Toeplitz filter (``chain_filter`` op: causal taps
-or a centred stencil), repeated stencils (Horner), a prefix sum (``chain_scan`` op), or — for the
-bi-directional inverse approximation, whose walk counts overflow any float — the exact spectral
-form of the path graph through two DST-I transforms. z_t = Σ_u A[u, t]·K_u throughout.
+Every tinyBIG chain variant is one pass of one of: a causal banded Toeplitz filter
+(``chain_filter`` op) for the uni-directional variants; a centred symmetric filter on the
+odd-reflected sequence for the bi-directional ones (exactly f(S_sym) on the path, by the method of
+images); a prefix sum (``chain_scan`` op); or — for the bi-directional inverse approximation,
+whose walk counts overflow any float — the spectral form through two DST-I transforms.
+z_t = Σ_u A[u, t]·K_u throughout.
 """
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 from torch import Tensor
@@ -17,12 +19,10 @@ from .ops import propagation as _ops
 
 VARIANTS = ("plain", "multihop", "inverse_approx", "exponential_approx")
 
-#: Largest k kept in the causal 1/k! filter (dropped tail ≤ 2.3e−9 relative in fp32, §5.4).
+#: Largest k kept in the causal 1/k! filter (dropped tail ≤ 2.3e−9 relative in fp32, §5.4), and the
+#: half-width of the bi-directional Bessel filter I_d(2) ≤ 1/d! (the same tail bound).
 EXP_CAUSAL_TERMS = {torch.float64: 18}
 EXP_CAUSAL_TERMS_DEFAULT = 11
-#: Taylor order of the bi-directional exponential (‖S_sym‖∞ ≤ 2; tail ≤ 3.6e−9 in fp32, 2.4e−18 in fp64).
-EXP_STENCIL_ORDER = {torch.float64: 24}
-EXP_STENCIL_ORDER_DEFAULT = 15
 
 
 def causal_taps(variant: str, hops: int, self_dependence: bool, self_scaling: float, accumulative: bool,
@@ -42,21 +42,54 @@ def causal_taps(variant: str, hops: int, self_dependence: bool, self_scaling: fl
     raise ValueError(f"variant {variant!r} is not a causal filter")
 
 
-def _stencil(x: Tensor, self_weight: float, scale: float, base: Optional[Tensor], backend: str) -> Tensor:
-    """scale·(x_{t−1} + self_weight·x_t + x_{t+1}) + base."""
-    return _ops.chain_filter(x, [scale, scale * self_weight, scale], -1, base, 1.0, backend)
+def symmetric_taps(variant: str, hops: int, self_dependence: bool, self_scaling: float, accumulative: bool,
+                   dtype: torch.dtype) -> List[float]:
+    """Centred taps g(−T) … g(T) of f(S_sym) on the infinite chain for a bi-directional variant:
+    the Laurent coefficients of f(z + 1/z) — (w + z + 1/z)^h, their sum over 1 … h, or
+    e^{z + 1/z} = Σ_d I_d(2)·z^d (modified Bessel), truncated where the tail is below the dtype's
+    resolution (§5.4)."""
+    if variant == "plain":
+        return [1.0, self_scaling if self_dependence else 0.0, 1.0]
+    if variant == "multihop":
+        step = [1.0, 1.0 if self_dependence else 0.0, 1.0]
+        power, total = [1.0], [0.0] * (2 * hops + 1)
+        for j in range(1, hops + 1):
+            power = [sum(power[i] * step[k - i] for i in range(len(power)) if 0 <= k - i < 3)
+                     for k in range(len(power) + 2)]
+            if accumulative or j == hops:
+                pad = hops - j
+                for k, value in enumerate(power):
+                    total[pad + k] += value
+        return total
+    if variant == "exponential_approx":
+        half = EXP_CAUSAL_TERMS.get(dtype, EXP_CAUSAL_TERMS_DEFAULT)
+        bessel = [sum(1.0 / (math.factorial(k) * math.factorial(k + d)) for k in range(40)) for d in range(half + 1)]
+        return bessel[:0:-1] + bessel
+    raise ValueError(f"variant {variant!r} has no finite symmetric filter")
 
 
-def _column_normalised_horner(x: Tensor, hops: int, self_weight: float, backend: str) -> Tensor:
-    """(Σ_{j=1}^{h} A^j)ᵀ·x divided by its column sums, A the symmetric stencil (§5.4)."""
-    ones = torch.ones((1, x.shape[1], 1), dtype=x.dtype, device=x.device)
-    z, c = x, ones
-    for _ in range(hops - 1):
-        z = _stencil(z, self_weight, 1.0, x, backend)
-        c = _stencil(c, self_weight, 1.0, ones, backend)
-    z = _stencil(z, self_weight, 1.0, None, backend)
-    c = _stencil(c, self_weight, 1.0, None, backend)
-    return z / torch.where(c == 0, torch.ones_like(c), c)
+def odd_reflection(x: Tensor, half_width: int) -> Tensor:
+    """x (b, L, m) extended by ``half_width`` positions on each side with the odd, 2(L+1)-periodic
+    reflection y_{−1} = y_L = 0, y_{−2−u} = y_{2L−u} = −x_u: the boundary under which a symmetric
+    filter on the infinite chain equals f(S_sym) on the path exactly (method of images: the path's
+    eigenvectors are the DST-I sines)."""
+    L = x.shape[1]
+    period = 2 * (L + 1)
+    s = torch.arange(-half_width, L + half_width, device=x.device) % period
+    inside, mirrored = s < L, (s > L) & (s < 2 * L + 1)
+    index = torch.where(inside, s, torch.where(mirrored, 2 * L - s, torch.zeros_like(s)))
+    sign = inside.to(x.dtype) - mirrored.to(x.dtype)
+    return x.index_select(1, index) * sign.view(1, -1, 1)
+
+
+def _reflected_filter(x: Tensor, taps: List[float], backend: str) -> Tensor:
+    """f(S_sym)ᵀ·x on the path for centred symmetric taps, in one filter pass."""
+    half = len(taps) // 2
+    if half <= 1:  # a 3-tap stencil: the odd reflection's first value is 0, as zero padding
+        return _ops.chain_filter(x, taps, -half, None, 0.0, backend)
+    L = x.shape[1]
+    extended = odd_reflection(x, half)
+    return _ops.chain_filter(extended, taps, -half, None, 0.0, backend)[:, half:half + L]
 
 
 def path_spectrum(L: int, device, dtype) -> Tensor:
@@ -103,22 +136,16 @@ def apply_chain(x: Tensor, variant: str, hops: int, bidirectional: bool, self_de
             return _ops.chain_scan(x, False, backend)
         taps, first = causal_taps(variant, hops, self_dependence, self_scaling, accumulative, x.dtype)
         return _ops.chain_filter(x, taps, first, None, 0.0, backend)
-    if variant == "plain":
-        return _stencil(x, self_scaling if self_dependence else 0.0, 1.0, None, backend)
-    if variant == "multihop":
-        self_weight = 1.0 if self_dependence else 0.0
-        if accumulative:
-            return _column_normalised_horner(x, hops, self_weight, backend)
-        for _ in range(hops):
-            x = _stencil(x, self_weight, 1.0, None, backend)
-        return x
-    if variant == "exponential_approx":  # Horner on Σ_k S^k/k!: Y ← x + S·Y/(j+1)
-        order = EXP_STENCIL_ORDER.get(x.dtype, EXP_STENCIL_ORDER_DEFAULT)
-        y = x
-        for j in range(order - 1, -1, -1):
-            y = _stencil(y, 0.0, 1.0 / (j + 1), x, backend)
-        return y
-    return inverse_bidirectional(x)
+    if variant == "inverse_approx":
+        return inverse_bidirectional(x)
+    taps = symmetric_taps(variant, hops, self_dependence, self_scaling, accumulative, x.dtype)
+    z = _reflected_filter(x, taps, backend)
+    if variant == "multihop" and accumulative:  # tinyBIG column-normalises Σ_j A^j (§5.4)
+        ones = torch.ones((1, x.shape[1], 1), dtype=x.dtype, device=x.device)
+        c = _reflected_filter(ones, taps, backend)
+        z = z / torch.where(c == 0, torch.ones_like(c), c)
+    return z
 
 
-__all__ = ["VARIANTS", "apply_chain", "causal_taps", "dst1", "inverse_bidirectional"]
+__all__ = ["VARIANTS", "apply_chain", "causal_taps", "symmetric_taps", "odd_reflection", "dst1",
+           "inverse_bidirectional"]

@@ -23,6 +23,10 @@ VARIANTS = ("plain", "multihop", "inverse_approx", "exponential_approx")
 #: half-width of the bi-directional Bessel filter I_d(2) ≤ 1/d! (the same tail bound).
 EXP_CAUSAL_TERMS = {torch.float64: 18}
 EXP_CAUSAL_TERMS_DEFAULT = 11
+#: Taylor order T of Σ_{k≤T} M^k/k! for an operator with ‖M‖∞ ≤ 2 (a normalised or bi-directional
+#: chain applied as a graph): tail ≤ 3.6e−9 in fp32, 2.4e−18 in fp64.
+EXP_STENCIL_ORDER = {torch.float64: 24}
+EXP_STENCIL_ORDER_DEFAULT = 15
 
 
 def causal_taps(variant: str, hops: int, self_dependence: bool, self_scaling: float, accumulative: bool,

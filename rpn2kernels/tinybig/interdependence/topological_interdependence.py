@@ -181,6 +181,25 @@ def _taylor_expm(G, y: Tensor) -> Tensor:
 # =============================================================================================
 # Chains
 
+class _multihop:
+    """h and ``accumulative`` of the multi-hop classes (tinyBIG: matrix_power(A, 0) = I,
+    accumulative_matrix_power(A, 0) = A)."""
+
+    def _set_hops(self, h: int, accumulative: bool) -> None:
+        if h < 0:
+            raise ValueError(f"h must be >= 0, got {h}")
+        self.h = h
+        self.accumulative = accumulative
+
+    def _hops(self) -> int:
+        return max(self.h, 1) if self.accumulative else self.h
+
+    def _build_A(self, device):
+        if self._hops() == 0:
+            return torch.eye(self._num_nodes(), device=device)
+        return super()._build_A(device)
+
+
 class chain_interdependence(_topological_interdependence):
     """Chain interdependence A = S + s·I over L positions (tinyBIG ``chain_interdependence``).
 
@@ -262,7 +281,7 @@ class chain_interdependence(_topological_interdependence):
         return super()._build_A(device)
 
 
-class multihop_chain_interdependence(chain_interdependence):
+class multihop_chain_interdependence(_multihop, chain_interdependence):
     """A = (S + I)^h, or Σ_{j=1}^{h} (S + I)^j with ``accumulative`` (column-normalised when
     bi-directional) (tinyBIG ``multihop_chain_interdependence``). As in tinyBIG, ``self_scaling`` is
     not used (s = 1). Forward: an (h+1)-tap causal filter, h stencils, or h SpMMs — never A^h."""
@@ -272,20 +291,13 @@ class multihop_chain_interdependence(chain_interdependence):
     def __init__(self, h: int = 1, accumulative: bool = False, name: str = 'multihop_chain_interdependence',
                  *args, **kwargs):
         super().__init__(name=name, *args, **kwargs)
-        if h < 0:
-            raise ValueError(f"h must be >= 0, got {h}")
-        self.h = h
-        self.accumulative = accumulative
+        self._set_hops(h, accumulative)
 
     _config_keys = chain_interdependence._config_keys + ('h', 'accumulative')
 
     def _adjacency_options(self):
         return dict(self_dependence=self.self_dependence, self_scaling=1.0,
                     normalization=self.normalization, normalization_mode=self.normalization_mode)
-
-    def _hops(self) -> int:
-        # tinyBIG: matrix_power(A, 0) = I, accumulative_matrix_power(A, 0) = A
-        return max(self.h, 1) if self.accumulative else self.h
 
     def _chain_kwargs(self):
         return 'multihop', self._hops(), dict(self_dependence=self.self_dependence, accumulative=self.accumulative)
@@ -300,11 +312,6 @@ class multihop_chain_interdependence(chain_interdependence):
             c = _F.propagate(G, torch.ones((y.shape[0], 1), dtype=y.dtype, device=y.device), hops, accumulate=True)
             z = _column_normalised(z, c)
         return z
-
-    def _build_A(self, device):
-        if self._hops() == 0:
-            return torch.eye(self._num_nodes(), device=device)
-        return super()._build_A(device)
 
 
 class inverse_approx_multihop_chain_interdependence(chain_interdependence):
@@ -454,7 +461,7 @@ class graph_interdependence(_topological_interdependence):
         return super()._build_A(device)
 
 
-class multihop_graph_interdependence(graph_interdependence):
+class multihop_graph_interdependence(_multihop, graph_interdependence):
     """A = Â^h, or Σ_{k=1}^{h} Â^k with ``accumulative`` (tinyBIG ``multihop_graph_interdependence``).
     Forward: h SpMMs (Horner for the sum) — never Â^h, which fills in."""
 
@@ -463,26 +470,15 @@ class multihop_graph_interdependence(graph_interdependence):
     def __init__(self, h: int = 1, accumulative: bool = False, name: str = 'multihop_graph_interdependence',
                  *args, **kwargs):
         super().__init__(name=name, *args, **kwargs)
-        if h < 0:
-            raise ValueError(f"h must be >= 0, got {h}")
-        self.h = h
-        self.accumulative = accumulative
+        self._set_hops(h, accumulative)
 
     _config_keys = graph_interdependence._config_keys + ('h', 'accumulative')
-
-    def _hops(self) -> int:
-        return max(self.h, 1) if self.accumulative else self.h
 
     def _graph_op(self, y):
         hops = self._hops()
         if hops == 0:
             return y
         return _F.propagate(self._graph(y.device, y.dtype), y, hops, accumulate=self.accumulative)
-
-    def _build_A(self, device):
-        if self._hops() == 0:
-            return torch.eye(self._num_nodes(), device=device)
-        return super()._build_A(device)
 
 
 class pagerank_multihop_graph_interdependence(graph_interdependence):

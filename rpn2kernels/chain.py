@@ -78,6 +78,11 @@ def odd_reflection(x: Tensor, half_width: int) -> Tensor:
     filter on the infinite chain equals f(S_sym) on the path exactly (method of images: the path's
     eigenvectors are the DST-I sines)."""
     L = x.shape[1]
+    if 1 <= half_width <= L + 1:  # one image on each side: slices and flips (cheap backward)
+        zero = x.new_zeros((x.shape[0], 1, x.shape[2]))
+        left = x[:, :half_width - 1].flip(1).neg()
+        right = x[:, L - half_width + 1:].flip(1).neg()
+        return torch.cat([left, zero, x, zero, right], dim=1)
     period = 2 * (L + 1)
     s = torch.arange(-half_width, L + half_width, device=x.device) % period
     inside, mirrored = s < L, (s > L) & (s < 2 * L + 1)
@@ -120,14 +125,24 @@ def _inverse_bi_gain(lam: Tensor, L: int) -> Tensor:
 
 
 def inverse_bidirectional(x: Tensor) -> Tensor:
-    """Column-normalised (Σ_{k=1}^{L−1} S_sym^k)ᵀ·x by the DST-I diagonalisation (no L×L, no overflow)."""
+    """Column-normalised (Σ_{k=1}^{L−1} S_sym^k)ᵀ·x in the path's eigenbasis (no L×L, no overflow).
+
+    W = V·diag(g̃)·Vᵀ with the DST-I sines V; g̃_j ∝ (λ_j/2)^L decays like e^{−Lθ_j²/2} away from
+    both ends of the spectrum, so only the r ≈ c·√L modes with |g̃_j| ≥ eps·max|g̃|/(L+1) can reach
+    the output at the dtype's resolution (the 1/(L+1) covers the division by the small column sums
+    at the chain's ends). z = diag(1/c)·V_r·diag(g̃_r)·V_rᵀ·x: two (L × r) GEMMs.
+    """
     L = x.shape[1]
     gain = _inverse_bi_gain(path_spectrum(L, x.device, x.dtype), L)
-    work = x.to(torch.float64)
-    z = dst1(dst1(work) * gain.view(1, L, 1))
-    c = dst1(dst1(torch.ones((1, L, 1), dtype=torch.float64, device=x.device)) * gain.view(1, L, 1))
-    c = torch.where(c.abs() < 1e-300, torch.ones_like(c), c)
-    return (z / c).to(x.dtype)
+    eps = torch.finfo(x.dtype).eps if x.dtype == torch.float64 else torch.finfo(torch.float32).eps
+    modes = torch.nonzero(gain.abs() >= gain.abs().max() * eps / (L + 1)).squeeze(1)
+    positions = torch.arange(1, L + 1, dtype=torch.float64, device=x.device)
+    basis = math.sqrt(2.0 / (L + 1)) * torch.sin(math.pi * positions[:, None] * (modes[None, :] + 1) / (L + 1))
+    weighted = basis * gain[modes]
+    column_sums = weighted @ basis.sum(0)
+    column_sums = torch.where(column_sums == 0, torch.ones_like(column_sums), column_sums)
+    left = (weighted / column_sums[:, None]).to(x.dtype)
+    return torch.matmul(left, torch.matmul(basis.t().to(x.dtype), x))
 
 
 def apply_chain(x: Tensor, variant: str, hops: int, bidirectional: bool, self_dependence: bool,

@@ -12,6 +12,7 @@ from typing import List
 
 SUITES = {
     "expansion": "rpn2kernels.bench.suites.expansion",
+    "propagation": "rpn2kernels.bench.suites.propagation",
 }
 
 

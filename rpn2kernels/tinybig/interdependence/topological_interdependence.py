@@ -98,8 +98,9 @@ class _topological_interdependence(interdependence):
         return NotImplemented
 
     def _graph_op(self, y: Tensor):
-        """Aᵀ·y for y of shape (N, F) with the graph kernels, or NotImplemented."""
-        return NotImplemented
+        """Aᵀ·y for y of shape (N, F) with the graph kernels (one SpMM for the plain variants), or
+        NotImplemented."""
+        return _F.propagate(self._graph(y.device, y.dtype), y)
 
     def _check_size(self, size: int, what: str):
         n = self._num_nodes()
@@ -137,6 +138,8 @@ class _topological_interdependence(interdependence):
         raise NotImplementedError
 
     def _build_A(self, device) -> Tensor:
+        if getattr(self, '_variant', None) == 'plain':  # A is the adjacency itself
+            return graph_to_sparse(self._graph(device, torch.float32))
         n = self._num_nodes()
         eye = torch.eye(n, device=device)
         z = self._chain_op(eye.unsqueeze(0))
@@ -271,14 +274,6 @@ class chain_interdependence(_topological_interdependence):
         if hops == 0:
             return y3
         return _F.chain_propagate(y3, variant, hops, bidirectional=self.is_bi_directional(), **kwargs)
-
-    def _graph_op(self, y):
-        return _F.propagate(self._graph(y.device, y.dtype), y)
-
-    def _build_A(self, device):
-        if self._variant == 'plain':
-            return graph_to_sparse(self._graph(device, torch.float32))
-        return super()._build_A(device)
 
 
 class multihop_chain_interdependence(_multihop, chain_interdependence):
@@ -451,14 +446,6 @@ class graph_interdependence(_topological_interdependence):
     def get_graph(self, device='cpu', dtype=torch.float32):
         """The rpn2kernels Graph of Â this interdependence applies (cached per device and dtype)."""
         return self._graph(device, dtype)
-
-    def _graph_op(self, y):
-        return _F.propagate(self._graph(y.device, y.dtype), y)
-
-    def _build_A(self, device):
-        if self._variant == 'plain':
-            return graph_to_sparse(self._graph(device, torch.float32))
-        return super()._build_A(device)
 
 
 class multihop_graph_interdependence(_multihop, graph_interdependence):

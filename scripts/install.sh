@@ -21,6 +21,10 @@ sys.exit(0 if v >= (2, 11) else 'rpn2kernels needs torch >= 2.11, found ' + torc
 # tinyBIG 0.2.1: a test-only oracle, installed without its dependency list (which would pull torch
 # and torchvision); its real runtime needs are installed above.
 "$PYTHON" -m pip install --no-deps "tinybig==0.2.1"
+# PyG: the benchmark's graph peer (GCNConv, GATConv, APPNP). Pure Python; --no-deps for the same
+# reason, its runtime needs listed explicitly.
+"$PYTHON" -m pip install xxhash psutil aiohttp fsspec jinja2 pyparsing
+"$PYTHON" -m pip install --no-deps "torch-geometric==2.8.1"
 
 # --no-build-isolation: build against the torch installed above instead of a fresh one.
 "$PYTHON" -m pip install --no-build-isolation -v -e . 2>&1 | tail -n 3

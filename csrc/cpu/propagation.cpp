@@ -380,18 +380,26 @@ at::Tensor chain_scan_cpu(const at::Tensor& x, bool reverse) {
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_chain_scan_cpu", [&] {
     const scalar_t* xp = xc.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
-    // Parallel over sequences; within one, the running sum walks L with the m features vectorised.
-    at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t n = lo; n < hi; ++n) {
+    // Tasks are (sequence, block of kFeatureBlock features): a single long sequence still splits
+    // over threads. Within a task the running sum walks L with the features vectorised; each
+    // output is summed in position order whatever the split, so results are thread-count
+    // independent. Small inputs stay on one thread.
+    constexpr int64_t kFeatureBlock = 64;
+    const int64_t blocks = (M + kFeatureBlock - 1) / kFeatureBlock;
+    const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, L * std::min(M, kFeatureBlock)));
+    at::parallel_for(0, B * blocks, grain, [&](int64_t lo, int64_t hi) {
+      for (int64_t task = lo; task < hi; ++task) {
+        const int64_t n = task / blocks, f0 = (task % blocks) * kFeatureBlock;
+        const int64_t f1 = std::min(M, f0 + kFeatureBlock);
         for (int64_t step = 0; step < L; ++step) {
           const int64_t t = reverse ? L - 1 - step : step;
           const scalar_t* xrow = xp + (n * L + t) * M;
           scalar_t* orow = op + (n * L + t) * M;
           if (step == 0) {
-            std::copy(xrow, xrow + M, orow);
+            std::copy(xrow + f0, xrow + f1, orow + f0);
           } else {
             const scalar_t* prev = orow + (reverse ? M : -M);
-            for (int64_t f = 0; f < M; ++f) orow[f] = prev[f] + xrow[f];
+            for (int64_t f = f0; f < f1; ++f) orow[f] = prev[f] + xrow[f];
           }
         }
       }

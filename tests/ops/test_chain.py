@@ -171,3 +171,14 @@ def test_chain_bad_input():
         F.chain_propagate(torch.randn(2, 3, 4), "multihop", 0)
     with pytest.raises(TypeError, match="floating-point"):
         F.chain_propagate(torch.ones(2, 3, 4, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("backend_device", backend_device_params())
+def test_chain_scan_splits_long_wide_sequences(backend_device):
+    """One sequence with more features than a CPU task block: the split must not change the sums."""
+    backend, device = backend_device
+    from rpn2kernels.ops import propagation as ops
+
+    x = torch.randn(1, 50, 130, dtype=torch.float64)
+    torch.testing.assert_close(ops.chain_scan(x.to(device), False, backend).cpu(), x.cumsum(1))
+    torch.testing.assert_close(ops.chain_scan(x.to(device), True, backend).cpu(), x.flip(1).cumsum(1).flip(1))

@@ -13,7 +13,7 @@ import os
 import pytest
 import torch
 
-from rpn2kernels.bench.runner import check_against_reference
+from rpn2kernels.bench.runner import benchmark_case, case_impl_params
 from rpn2kernels.bench.suites import expansion
 
 FULL = os.environ.get("RPN2K_BENCH_FULL", "0") == "1"
@@ -24,27 +24,6 @@ torch.set_num_threads(THREADS)
 CASES = expansion.cases(quick=not FULL, device=DEVICE)
 
 
-@pytest.mark.parametrize(
-    "case,impl_name",
-    [pytest.param(c, i.name, id=f"{c.name}-{i.name}") for c in CASES for i in c.impls],
-)
+@pytest.mark.parametrize("case,impl_name", case_impl_params(CASES))
 def test_expansion(benchmark, case, impl_name):
-    inputs = case.make_inputs(DEVICE)
-    impl = next(i for i in case.impls if i.name == impl_name)
-    reference = next(i for i in case.impls if i.role == "reference")
-    prepared = {i.name: i.setup(inputs) for i in {reference.name: reference, impl.name: impl}.values()}
-    # A benchmark of a wrong result is worthless: the same gate as the runner, before timing.
-    check_against_reference(prepared, [reference] + ([impl] if impl is not reference else []), inputs["grad_out"])
-
-    p, grad_out = prepared[impl_name], inputs["grad_out"]
-    benchmark.group = case.name
-    benchmark.extra_info.update({"impl": impl.label, "threads": torch.get_num_threads(),
-                                 "mode": "full" if FULL else "quick", **case.meta})
-
-    def forward_backward():
-        p.reset()
-        p.forward().backward(grad_out)
-        if DEVICE.type == "cuda":
-            torch.cuda.synchronize(DEVICE)
-
-    benchmark(forward_backward)
+    benchmark_case(benchmark, case, impl_name, DEVICE, FULL)

@@ -16,7 +16,7 @@ import os
 import pytest
 import torch
 
-from rpn2kernels.bench.runner import check_against_reference
+from rpn2kernels.bench.runner import benchmark_case, case_impl_params
 from rpn2kernels.bench.suites import propagation
 
 FULL = os.environ.get("RPN2K_BENCH_FULL", "0") == "1"
@@ -33,30 +33,9 @@ def _sync():
         torch.cuda.synchronize(DEVICE)
 
 
-@pytest.mark.parametrize(
-    "case,impl_name",
-    [pytest.param(c, i.name, id=f"{c.name}-{i.name}") for c in CASES for i in c.impls],
-)
+@pytest.mark.parametrize("case,impl_name", case_impl_params(CASES))
 def test_propagation(benchmark, case, impl_name):
-    inputs = case.make_inputs(DEVICE)
-    impl = next(i for i in case.impls if i.name == impl_name)
-    reference = next(i for i in case.impls if i.role == "reference")
-    prepared = {i.name: i.setup(inputs) for i in {reference.name: reference, impl.name: impl}.values()}
-    # A benchmark of a wrong result is worthless: the same gate as the runner, before timing.
-    check_against_reference(prepared, [reference] + ([impl] if impl is not reference else []), inputs["grad_out"])
-
-    p, grad_out = prepared[impl_name], inputs["grad_out"]
-    benchmark.group = case.name
-    benchmark.extra_info.update({"impl": impl.label, "threads": torch.get_num_threads(),
-                                 "mode": "full" if FULL else "quick",
-                                 **{k: v for k, v in case.meta.items() if isinstance(v, (int, float, str, bool))}})
-
-    def forward_backward():
-        p.reset()
-        p.forward().backward(grad_out)
-        _sync()
-
-    benchmark(forward_backward)
+    benchmark_case(benchmark, case, impl_name, DEVICE, FULL)
 
 
 # ------------------------------------------------------------------------------------------------

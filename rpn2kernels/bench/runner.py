@@ -781,3 +781,43 @@ def _limits_for(dev: torch.device, quick: bool) -> Dict[str, object]:
 
 __all__ = ["Case", "Impl", "Prepared", "Target", "CorrectnessError", "run_suite", "run_case",
            "saved_bytes", "check_against_reference", "time_impls", "format_table", "plot", "environment"]
+
+
+# ---------------------------------------------------------------------------------------------
+# pytest-benchmark twins (bench/test_*_bench.py): one benchmark per case × implementation.
+
+def case_impl_params(cases: Sequence[Case]) -> List:
+    """pytest params (case, impl name) of every implementation of every case."""
+    import pytest
+
+    return [pytest.param(c, i.name, id=f"{c.name}-{i.name}") for c in cases for i in c.impls]
+
+
+def _plain_meta(value) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_plain_meta(v) for v in value)
+    return isinstance(value, (int, float, str, bool))
+
+
+def benchmark_case(benchmark, case: Case, impl_name: str, device: torch.device, full: bool) -> None:
+    """Times one forward+backward of ``impl_name`` with pytest-benchmark, after the runner's
+    correctness gate (a benchmark of a wrong result is worthless)."""
+    inputs = case.make_inputs(device)
+    impl = next(i for i in case.impls if i.name == impl_name)
+    reference = next(i for i in case.impls if i.role == "reference")
+    prepared = {i.name: i.setup(inputs) for i in {reference.name: reference, impl.name: impl}.values()}
+    check_against_reference(prepared, [reference] + ([impl] if impl is not reference else []), inputs["grad_out"])
+
+    p, grad_out = prepared[impl_name], inputs["grad_out"]
+    benchmark.group = case.name
+    benchmark.extra_info.update({"impl": impl.label, "threads": torch.get_num_threads(),
+                                 "mode": "full" if full else "quick",
+                                 **{k: v for k, v in case.meta.items() if _plain_meta(v)}})
+
+    def forward_backward():
+        p.reset()
+        p.forward().backward(grad_out)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    benchmark(forward_backward)

@@ -1088,16 +1088,8 @@ def cases(quick: bool, device: Optional[torch.device] = None, tiny: bool = False
 # One-shot measurements (suite_info, main process only) and the subprocess that runs G3's
 
 
-def _status_bytes(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
-
-
 def _fresh_peak_start() -> Tuple[int, bool]:
-    from .._peak import _malloc_trim, _reset_hwm
+    from .._peak import _malloc_trim, _reset_hwm, _status_bytes
 
     _malloc_trim()
     resettable = _reset_hwm()
@@ -1105,6 +1097,8 @@ def _fresh_peak_start() -> Tuple[int, bool]:
 
 
 def _peak_since(base: int, resettable: bool) -> Optional[int]:
+    from .._peak import _status_bytes
+
     return max(0, _status_bytes("VmHWM") - base) if resettable else None
 
 

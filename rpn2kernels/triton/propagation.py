@@ -140,14 +140,18 @@ def _edge_dots(a_ptr, a_off, r_ok, b_ptr, c, e_ok, F, CT: tl.constexpr, BR: tl.c
 
 
 @_device_function
-def _edge_logits(q_ptr, q_off, r_ok, k_ptr, c, e_ok, w, scale, FQ, HAS_VALUE: tl.constexpr,
+def _edge_logits(col_ptr, val_ptr, offs_e, e_ok, q_ptr, q_off, r_ok, k_ptr, scale, FQ, HAS_VALUE: tl.constexpr,
                  CT: tl.constexpr, BR: tl.constexpr, BE: tl.constexpr, BQ: tl.constexpr):
-    """s_e = <q_i, k_col(e)> · scale · value_e (w) for the (BR, BE) edge slots (the reference's
-    order)."""
+    """(c, w, s) of the (BR, BE) edge slots: source columns, edge values (scale as a stand-in
+    without HAS_VALUE) and logits s_e = <q_i, k_col(e)> · scale · value_e (the reference's order)."""
+    c = tl.load(col_ptr + offs_e, mask=e_ok, other=0)
+    w = scale
+    if HAS_VALUE:
+        w = tl.load(val_ptr + offs_e, mask=e_ok, other=0.0).to(CT)
     s = _edge_dots(q_ptr, q_off, r_ok, k_ptr, c, e_ok, FQ, CT, BR, BE, BQ) * scale
     if HAS_VALUE:
         s = s * w
-    return s
+    return c, w, s
 
 
 # =============================================================================================
@@ -223,11 +227,8 @@ def _attention_fwd_kernel(rowptr_ptr, col_ptr, val_ptr, q_ptr, k_ptr, v_ptr, c_p
         acc = tl.zeros((BR, BE, BV), dtype=CT)  # running Σ exp(s − m)·v, reduced over lanes at the end
         for j in range(0, max_deg, BE):
             offs_e, e_ok = _edge_slots(start, end, j, lanes)
-            c = tl.load(col_ptr + offs_e, mask=e_ok, other=0)
-            w = scale  # stands in for value_e (unused) without HAS_VALUE
-            if HAS_VALUE:
-                w = tl.load(val_ptr + offs_e, mask=e_ok, other=0.0).to(CT)
-            s = _edge_logits(q_ptr, q_off, r_ok, k_ptr, c, e_ok, w, scale, FQ, HAS_VALUE, CT, BR, BE, BQ)
+            c, w, s = _edge_logits(col_ptr, val_ptr, offs_e, e_ok, q_ptr, q_off, r_ok, k_ptr, scale, FQ, HAS_VALUE,
+                                   CT, BR, BE, BQ)
             keep = e_ok & (s != 0.0)  # exactly-zero logits are masked (propagation_math.h)
             s = tl.where(keep, s, float("-inf"))
             m_new = tl.maximum(m, tl.max(s, axis=1))
@@ -286,11 +287,8 @@ def _attention_bwd_kernel(rowptr_ptr, col_ptr, val_ptr, q_ptr, k_ptr, v_ptr, o_p
         acc = tl.zeros((BR, BE, BQ), dtype=CT)
         for j in range(0, max_deg, BE):
             offs_e, e_ok = _edge_slots(start, end, j, lanes)
-            c = tl.load(col_ptr + offs_e, mask=e_ok, other=0)
-            w = scale  # stands in for value_e (unused) without HAS_VALUE
-            if HAS_VALUE:
-                w = tl.load(val_ptr + offs_e, mask=e_ok, other=0.0).to(CT)
-            s = _edge_logits(q_ptr, q_off, r_ok, k_ptr, c, e_ok, w, scale, FQ, HAS_VALUE, CT, BR, BE, BQ)
+            c, w, s = _edge_logits(col_ptr, val_ptr, offs_e, e_ok, q_ptr, q_off, r_ok, k_ptr, scale, FQ, HAS_VALUE,
+                                   CT, BR, BE, BQ)
             keep = e_ok & (s != 0.0) & row_ok[:, None]
             p = tl.exp(tl.where(keep, s, float("-inf")) - lse_sub[:, None])
             dp = _edge_dots(go_ptr, v_off, r_ok, v_ptr, c, e_ok, FV, CT, BR, BE, BV)

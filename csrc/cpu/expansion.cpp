@@ -32,12 +32,6 @@ constexpr int64_t kMinBlockColumns = 256;
 // Below this m the Taylor-2 identity loses to tile materialisation (n tiny GEMMs).
 constexpr int64_t kTaylor2FusedMinM = 64;
 
-void check_cpu(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), "rpn2kernels: ", name, " must be a CPU tensor for the cpu backend, got ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,
-              "rpn2kernels: the cpu backend supports float32 and float64 ", name, ", got ", t.scalar_type(),
-              " (use the triton or cuda backend for half precision)");
-}
 
 int64_t tile_rows(int64_t B, int64_t width, int64_t element_size) {
   const int64_t by_budget = kBufferBytes / std::max<int64_t>(1, width * element_size);
@@ -450,7 +444,7 @@ std::tuple<at::Tensor, at::Tensor> taylor2_backward(const at::Tensor& grad, cons
 at::Tensor expand_cpu(const at::Tensor& x_in, c10::string_view basis, int64_t degree, at::ArrayRef<double> params) {
   const BasisSpec spec = make_basis_spec(basis, degree, params);
   check_input(x_in);
-  check_cpu(x_in, "x");
+  check_cpu_backend(x_in, "x");
   const at::Tensor x = x_in.contiguous();
   const int64_t B = x.size(0), m = x.size(1), D = expansion_width(spec, m);
   at::Tensor out = at::empty({B, D}, x.options());
@@ -464,7 +458,7 @@ at::Tensor expand_cpu(const at::Tensor& x_in, c10::string_view basis, int64_t de
 at::Tensor expand_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in, c10::string_view basis,
                                int64_t degree, at::ArrayRef<double> params) {
   const BasisSpec spec = make_basis_spec(basis, degree, params);
-  check_cpu(x_in, "x");
+  check_cpu_backend(x_in, "x");
   const int64_t B = x_in.size(0), m = x_in.size(1), D = check_backward_inputs(grad_in, x_in, spec);
   const at::Tensor x = x_in.contiguous(), grad = grad_in.contiguous();
   at::Tensor dx = at::zeros({B, m}, x.options());
@@ -479,7 +473,7 @@ at::Tensor expand_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in
 at::Tensor expand_linear_cpu(const at::Tensor& x_in, const at::Tensor& weight_in, const c10::optional<at::Tensor>& bias,
                              c10::string_view basis, int64_t degree, at::ArrayRef<double> params) {
   const BasisSpec spec = make_basis_spec(basis, degree, params);
-  check_cpu(x_in, "x");
+  check_cpu_backend(x_in, "x");
   const int64_t D = check_linear_inputs(x_in, weight_in, bias, spec);
   const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous();
   const int64_t B = x.size(0), m = x.size(1), n = weight.size(0);
@@ -515,7 +509,7 @@ std::tuple<at::Tensor, at::Tensor> expand_linear_backward_cpu(const at::Tensor& 
                                                               const at::Tensor& weight_in, c10::string_view basis,
                                                               int64_t degree, at::ArrayRef<double> params) {
   const BasisSpec spec = make_basis_spec(basis, degree, params);
-  check_cpu(x_in, "x");
+  check_cpu_backend(x_in, "x");
   const int64_t D = check_linear_backward_inputs(grad_in, x_in, weight_in, spec);
   const int64_t B = x_in.size(0), m = x_in.size(1), n = weight_in.size(0);
   const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous(), grad = grad_in.contiguous();

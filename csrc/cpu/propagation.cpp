@@ -126,8 +126,7 @@ void spmm_kernel(const at::Tensor& rowptr, const at::Tensor& col, const scalar_t
 at::Tensor spmm_cpu(const at::Tensor& rowptr, const at::Tensor& col, const c10::optional<at::Tensor>& value,
                     const at::Tensor& x, const c10::optional<at::Tensor>& base, double alpha, double beta) {
   const int64_t R = check_spmm(rowptr, col, value, x, base);
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "rpn2kernels: the cpu backend supports x of dtype float32 or float64, got ", x.scalar_type());
+  check_cpu_backend(x, "x");
   check_rowptr_ends(rowptr, col.numel());
   const at::Tensor xc = x.contiguous(), rpc = rowptr.contiguous(), cc = col.contiguous();
   const bool has_value = value.has_value() && value->defined();
@@ -145,8 +144,7 @@ at::Tensor spmm_cpu(const at::Tensor& rowptr, const at::Tensor& col, const c10::
 
 at::Tensor sddmm_cpu(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& a, const at::Tensor& b) {
   const int64_t R = check_sddmm(rowptr, col, a, b);
-  TORCH_CHECK(a.scalar_type() == at::kFloat || a.scalar_type() == at::kDouble,
-              "rpn2kernels: the cpu backend supports a of dtype float32 or float64, got ", a.scalar_type());
+  check_cpu_backend(a, "a");
   check_rowptr_ends(rowptr, col.numel());
   const at::Tensor ac = a.contiguous(), bc = b.contiguous(), rpc = rowptr.contiguous(), cc = col.contiguous();
   at::Tensor out = at::empty({col.numel()}, a.options());
@@ -195,8 +193,7 @@ std::tuple<at::Tensor, at::Tensor> edge_attention_cpu(const at::Tensor& rowptr, 
                                                       const c10::optional<at::Tensor>& value, const at::Tensor& q,
                                                       const at::Tensor& k, const at::Tensor& v, double scale) {
   const int64_t R = check_attention(rowptr, col, value, q, k, v);
-  TORCH_CHECK(q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble,
-              "rpn2kernels: the cpu backend supports q of dtype float32 or float64, got ", q.scalar_type());
+  check_cpu_backend(q, "q");
   check_rowptr_ends(rowptr, col.numel());
   const bool has_value = value.has_value() && value->defined();
   const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous(), rpc = rowptr.contiguous(),
@@ -266,8 +263,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> edge_attention_backward_cpu(
     const at::Tensor& k, const at::Tensor& v, const at::Tensor& out, const at::Tensor& lse,
     const at::Tensor& grad_out, double scale) {
   check_attention_backward(rowptr, col, value, q, k, v, out, lse, grad_out);
-  TORCH_CHECK(q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble,
-              "rpn2kernels: the cpu backend supports q of dtype float32 or float64, got ", q.scalar_type());
+  check_cpu_backend(q, "q");
   TORCH_CHECK(lse.scalar_type() == q.scalar_type(), "rpn2kernels: lse must have dtype ", q.scalar_type(), ", got ",
               lse.scalar_type());
   check_rowptr_ends(rowptr, col.numel());
@@ -333,8 +329,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> edge_attention_backward_cpu(
 at::Tensor chain_filter_cpu(const at::Tensor& x, at::ArrayRef<double> taps, int64_t first_offset,
                             const c10::optional<at::Tensor>& base, double beta) {
   check_chain_filter(x, taps, base);
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "rpn2kernels: the cpu backend supports x of dtype float32 or float64, got ", x.scalar_type());
+  check_cpu_backend(x, "x");
   const bool has_base = base.has_value() && base->defined();
   const at::Tensor xc = x.contiguous();
   const at::Tensor bc = has_base ? base->contiguous() : at::Tensor();
@@ -372,8 +367,7 @@ at::Tensor chain_filter_cpu(const at::Tensor& x, at::ArrayRef<double> taps, int6
 
 at::Tensor chain_scan_cpu(const at::Tensor& x, bool reverse) {
   check_chain_input(x);
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "rpn2kernels: the cpu backend supports x of dtype float32 or float64, got ", x.scalar_type());
+  check_cpu_backend(x, "x");
   const at::Tensor xc = x.contiguous();
   at::Tensor out = at::empty_like(xc);
   const int64_t B = x.size(0), L = x.size(1), M = x.size(2);

@@ -19,4 +19,12 @@ inline void check_same(const at::Tensor& t, const at::Tensor& ref, const char* n
               ref.scalar_type(), ", got ", t.scalar_type());
 }
 
+// The compiled CPU kernels compute in float32 and float64; half types run on CUDA/Triton.
+inline void check_cpu_backend(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), "rpn2kernels: ", name, " must be a CPU tensor for the cpu backend, got ", t.device());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,
+              "rpn2kernels: the cpu backend supports float32 and float64 ", name, ", got ", t.scalar_type(), " (", name,
+              " must be float32 or float64; use the triton or cuda backend for half precision)");
+}
+
 }  // namespace rpn2kernels

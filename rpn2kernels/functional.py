@@ -135,8 +135,7 @@ def propagate(graph, x: Tensor, hops: int = 1, accumulate: bool = False, *, back
     chosen = select_backend("spmm", x.device, x.dtype, backend)
     if not accumulate:
         for _ in range(hops):
-            x_next = _graph_spmm(graph, x, None, 1.0, 0.0, chosen)
-            x = x_next
+            x = _graph_spmm(graph, x, None, 1.0, 0.0, chosen)
         return x
     y = x
     for _ in range(hops - 1):

@@ -39,8 +39,8 @@ int64_t tile_rows(int64_t B, int64_t width, int64_t element_size) {
 }
 
 // The expansion buffer, kept per thread across calls: a fresh multi-MB allocation per call costs
-// more in page faults than the expansion itself. Never used by two calls at once: each call runs on
-// one thread and releases it before returning.
+// more in page faults than the expansion itself. Never used by two calls at once: a slot belongs
+// to one call (or one parallel task of it) on its thread until that returns.
 at::Tensor workspace(int64_t numel, const at::TensorOptions& options, int slot = 0) {
   thread_local at::Tensor bytes[2];
   const int64_t needed = numel * static_cast<int64_t>(c10::elementSize(c10::typeMetaToScalarType(options.dtype())));
@@ -396,7 +396,14 @@ bool use_taylor2_identity(const BasisSpec& spec, int64_t m) {
   return spec.basis == Basis::Taylor && spec.degree == 2 && m >= kTaylor2FusedMinM;
 }
 
-// W[j, m:] viewed as the (m, m) matrix W2_j with W2_j[a, c] = W[j, m + a·m + c].
+// Outputs per Taylor-2 task. The per-output GEMMs are small ((B, m)·(m, m)), so the outputs run in
+// parallel with one single-threaded GEMM each, which scales where a multithreaded BLAS call of that
+// size does not. The chunking is fixed (independent of the thread count), so the fixed-order sum
+// of the per-chunk dx partials is bitwise reproducible.
+constexpr int64_t kTaylor2Chunks = 16;
+
+int64_t taylor2_chunk_outputs(int64_t n) { return (n + kTaylor2Chunks - 1) / kTaylor2Chunks; }
+
 // W[j, m:] viewed as the (m, m) matrix W2_j with W2_j[a, c] = W[j, m + a·m + c], no copy.
 // One GEMM per output on these views: a batched matmul over a stack of them would copy the
 // strided stack (W itself) first.
@@ -404,41 +411,78 @@ at::Tensor taylor2_block(const at::Tensor& weight, int64_t j, int64_t m) {
   return weight.select(0, j).narrow(0, m, m * m).view({m, m});
 }
 
-// y = X·W1ᵀ + b + [xᵀ W2_j x]_j: one (B, m)·(m, m) GEMM per output, never x⊗x.
-at::Tensor taylor2_forward(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
-  const int64_t m = x.size(1), n = weight.size(0);
-  at::Tensor y = at::mm(x, weight.narrow(1, 0, m).t());
-  if (bias.has_value() && bias->defined()) y.add_(*bias);
-  at::Tensor quad = at::empty({x.size(0), m}, x.options());
-  for (int64_t j = 0; j < n; ++j) {
-    at::mm_out(quad, x, taylor2_block(weight, j, m).t());
-    y.select(1, j).add_(quad.mul_(x).sum(1));
+// out = W2 + W2ᵀ in 64×64 tiles, so the transposed reads come from L1 instead of striding across
+// the whole block (an at::add with a transposed operand costs 6× more here).
+template <typename T>
+void symmetrise(const T* w, int64_t m, T* out) {
+  constexpr int64_t kTile = 64;
+  for (int64_t a0 = 0; a0 < m; a0 += kTile) {
+    const int64_t a1 = std::min(m, a0 + kTile);
+    for (int64_t c0 = 0; c0 < m; c0 += kTile) {
+      const int64_t c1 = std::min(m, c0 + kTile);
+      for (int64_t a = a0; a < a1; ++a) {
+        for (int64_t c = c0; c < c1; ++c) out[a * m + c] = w[a * m + c] + w[c * m + a];
+      }
+    }
   }
-  return y;
 }
 
-// dx = G·W1 + Σ_j g_j ⊙ X·(W2_j + W2_jᵀ)ᵀ;  dW1 = GᵀX;  dW2_j = (g_j ⊙ X)ᵀ X.
+// Runs body(first, last) over chunks of outputs in parallel, each chunk on one thread with the
+// calling op's dispatch state (worker threads do not inherit it, and out= GEMMs refuse autograd).
+template <typename F>
+void for_output_chunks(int64_t n, const F& body) {
+  const int64_t per_chunk = taylor2_chunk_outputs(n);
+  const int64_t chunks = (n + per_chunk - 1) / per_chunk;
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    for (int64_t c = begin; c < end; ++c) body(c, c * per_chunk, std::min(n, (c + 1) * per_chunk));
+  });
+}
+
+// y = X·W1ᵀ + b + [xᵀ W2_j x]_j: one (B, m)·(m, m) GEMM per output, never x⊗x.
+at::Tensor taylor2_forward(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
+  const int64_t B = x.size(0), m = x.size(1), n = weight.size(0);
+  at::Tensor y = at::mm(x, weight.narrow(1, 0, m).t());
+  if (bias.has_value() && bias->defined()) y.add_(*bias);
+  at::Tensor quadratic = at::empty({B, n}, x.options());
+  for_output_chunks(n, [&](int64_t, int64_t first, int64_t last) {
+    at::Tensor through = workspace(B * m, x.options()).view({B, m});
+    for (int64_t j = first; j < last; ++j) {
+      at::mm_out(through, x, taylor2_block(weight, j, m).t());
+      at::Tensor column = quadratic.select(1, j);
+      at::sum_out(column, through.mul_(x), {1});
+    }
+  });
+  return y.add_(quadratic);
+}
+
+// dx = G·W1 + Σ_j (g_j ⊙ X)·(W2_j + W2_jᵀ);  dW1 = GᵀX;  dW2_j = (g_j ⊙ X)ᵀ X.
 std::tuple<at::Tensor, at::Tensor> taylor2_backward(const at::Tensor& grad, const at::Tensor& x,
                                                     const at::Tensor& weight) {
-  const int64_t m = x.size(1), n = weight.size(0);
+  const int64_t B = x.size(0), m = x.size(1), n = weight.size(0);
   at::Tensor grad_weight = at::empty_like(weight);
   at::Tensor dw1 = grad_weight.narrow(1, 0, m);
   at::mm_out(dw1, grad.t(), x);
   at::Tensor grad_x = at::mm(grad, weight.narrow(1, 0, m));
-  at::Tensor symmetric = at::empty({m, m}, x.options());
-  at::Tensor through = at::empty_like(x);
-  at::Tensor scaled = at::empty_like(x);
-  for (int64_t j = 0; j < n; ++j) {
-    const at::Tensor w2 = taylor2_block(weight, j, m);
-    const at::Tensor g = grad.narrow(1, j, 1);
-    at::add_out(symmetric, w2, w2.t());
-    at::mm_out(through, x, symmetric.t());
-    grad_x.addcmul_(through, g);
-    at::mul_out(scaled, x, g);
-    at::Tensor dw2 = taylor2_block(grad_weight, j, m);
-    at::mm_out(dw2, scaled.t(), x);  // written in place into dW's strided block
-  }
-  return {grad_x, grad_weight};
+  const int64_t per_chunk = taylor2_chunk_outputs(n);
+  const int64_t chunks = (n + per_chunk - 1) / per_chunk;
+  at::Tensor partials = workspace(chunks * B * m, x.options(), 1).view({chunks, B, m});
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_taylor2_backward", [&] {
+    for_output_chunks(n, [&](int64_t chunk, int64_t first, int64_t last) {
+      at::Tensor scratch = workspace(m * m + B * m, x.options());
+      at::Tensor symmetric = scratch.narrow(0, 0, m * m).view({m, m});
+      at::Tensor scaled = scratch.narrow(0, m * m, B * m).view({B, m});
+      at::Tensor partial = partials.select(0, chunk).zero_();
+      for (int64_t j = first; j < last; ++j) {
+        at::mul_out(scaled, x, grad.narrow(1, j, 1));
+        symmetrise<scalar_t>(taylor2_block(weight, j, m).data_ptr<scalar_t>(), m, symmetric.data_ptr<scalar_t>());
+        partial.addmm_(scaled, symmetric);  // (g_j ⊙ X)·(W2_j + W2_jᵀ), symmetric so no transpose
+        at::Tensor dw2 = taylor2_block(grad_weight, j, m);
+        at::mm_out(dw2, scaled.t(), x);  // written in place into dW's strided block
+      }
+    });
+  });
+  return {grad_x.add_(partials.sum(0)), grad_weight};
 }
 
 at::Tensor expand_cpu(const at::Tensor& x_in, c10::string_view basis, int64_t degree, at::ArrayRef<double> params) {

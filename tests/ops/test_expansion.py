@@ -103,16 +103,30 @@ def test_expand_materialised_and_its_backward_match_reference(case, backend_devi
     assert_close_to(xs.grad, xr.grad, torch.float64)
 
 
-@pytest.mark.parametrize("backend_device", backend_device_params())
-def test_taylor2_fused_identity_at_width_above_the_fused_threshold(backend_device):
+def _check_taylor2_at_fused_width(n, dtype, backend, device):
     # m >= 64 takes the bilinear path of the CPU kernel (csrc/cpu/expansion.cpp)
-    backend, device = backend_device
-    x, w, b, params = make_inputs(6, 67, 5, "taylor", 2, {}, torch.float64, device)
-    grad_out = torch.randn(6, 5, dtype=torch.float64, device=device)
+    x, w, b, params = make_inputs(6, 67, n, "taylor", 2, {}, dtype, device)
+    grad_out = torch.randn(6, n, dtype=dtype, device=device)
     y_ref, dx_ref, dw_ref, _ = reference_grads(x.cpu(), w.cpu(), b.cpu(), "taylor", 2, params, grad_out.cpu())
     y, dx, dw, _ = run_ours(x, w, b, "taylor", 2, {}, backend, grad_out)
     for ours, ref in ((y, y_ref), (dx, dx_ref), (dw, dw_ref)):
-        assert_close_to(ours, ref, torch.float64)
+        assert_close_to(ours, ref, dtype)
+    return (y, dx, dw), lambda: run_ours(x, w, b, "taylor", 2, {}, backend, grad_out)[:3]
+
+
+@pytest.mark.parametrize("backend_device", backend_device_params())
+def test_taylor2_fused_identity_at_width_above_the_fused_threshold(backend_device):
+    _check_taylor2_at_fused_width(5, torch.float64, *backend_device)
+
+
+@pytest.mark.parametrize("backend_device", [p for p in compiled_backend_params() if p.values[0][0] != "triton"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("n", [1, 37], ids=lambda n: f"n{n}")
+def test_taylor2_fused_identity_output_chunks_are_exact_and_deterministic(n, dtype, backend_device):
+    # the CPU kernel runs the outputs in 16 fixed chunks; n = 37 leaves a ragged last chunk
+    first, rerun = _check_taylor2_at_fused_width(n, dtype, *backend_device)
+    for a, b in zip(first, rerun()):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("backend_device", backend_device_params())

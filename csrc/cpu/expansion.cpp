@@ -184,24 +184,27 @@ void rbf_row_backward(const BasisSpec& spec, const T* g, const T* phi, const T* 
 
 // B-spline rows, a chunk of attributes at a time: the span-local Cox–de Boor triangle of
 // expansion_math.h (bspline_span) evaluated lane-wise across attributes so it vectorises, then the
-// d+1 non-zero values scattered into the K columns of each attribute (the rest are zero).
+// d+1 non-zero values written into the K columns of each attribute (the rest are zero). The span
+// is found by truncation (u ≥ 0 inside the support), which vectorises where floor does not.
 template <typename T>
 struct BSplineLanes {
   T t[kAttributeChunk];
-  int64_t first[kAttributeChunk];  // feature index of n[0]; K when x is outside the support
+  int32_t first[kAttributeChunk];  // feature index of n[0]; K when x is outside the support
   T n[kMaxBSplineDegree + 1][kAttributeChunk];
   T lower[kMaxBSplineDegree + 1][kAttributeChunk];
 
   void evaluate(const BasisSpec& spec, const T* x, int64_t len, bool with_lower) {
     const int d = static_cast<int>(spec.degree);
-    const int64_t K = spec.features;
+    const int32_t K = static_cast<int32_t>(spec.features);
+    const T support = static_cast<T>(K + d);
     const BSplineGrid<T> grid = bspline_grid<T>(spec);
     for (int64_t i = 0; i < len; ++i) {
       const T u = grid.position(x[i]);
-      const bool inside = u >= T(0) && u < static_cast<T>(K + d);
-      const T span = inside ? std::floor(u) : T(0);
-      t[i] = inside ? u - span : T(0);
-      first[i] = inside ? static_cast<int64_t>(span) - d : K;
+      const bool inside = (u >= T(0)) & (u < support);  // false for NaN; & keeps the loop branch-free
+      const T inside_u = inside ? u : T(0);
+      const int32_t span = static_cast<int32_t>(inside_u);
+      t[i] = inside_u - static_cast<T>(span);
+      first[i] = inside ? span - d : K;
       n[0][i] = T(1);
     }
     for (int k = 1; k <= d; ++k) {
@@ -218,6 +221,10 @@ struct BSplineLanes {
       for (int64_t i = 0; i < len; ++i) n[0][i] = (T(1) - t[i]) * inv_k * n[0][i];
     }
   }
+
+  // Whether all d+1 columns first .. first+d of lane i lie inside [0, K): the common case, taken
+  // without a per-value bounds check.
+  bool interior(int64_t i, int d, int64_t K) const { return first[i] >= 0 && first[i] + d < K; }
 };
 
 template <typename T>
@@ -231,6 +238,11 @@ void bspline_row(const BasisSpec& spec, const T* x, int64_t attrs, T* out) {
     T* oc = out + c0 * K;
     std::fill(oc, oc + len * K, T(0));
     for (int64_t i = 0; i < len; ++i) {
+      if (lanes.interior(i, d, K)) {
+        T* dst = oc + i * K + lanes.first[i];
+        for (int r = 0; r <= d; ++r) dst[r] = lanes.n[r][i];
+        continue;
+      }
       for (int r = 0; r <= d; ++r) {
         const int64_t j = lanes.first[i] + r;
         if (j >= 0 && j < K) oc[i * K + j] = lanes.n[r][i];
@@ -256,12 +268,18 @@ void bspline_row_backward(const BasisSpec& spec, const T* g, const T* x, int64_t
     const T* gc = g + c0 * K;
     for (int64_t i = 0; i < len; ++i) {
       T acc = T(0);
-      for (int r = 0; r <= d; ++r) {
-        const int64_t j = lanes.first[i] + r;
-        if (j < 0 || j >= K) continue;
-        const T left = r >= 1 ? lanes.lower[r - 1][i] : T(0);
-        const T right = r < d ? lanes.lower[r][i] : T(0);
-        acc += gc[i * K + j] * (left - right);
+      if (lanes.interior(i, d, K)) {
+        const T* gi = gc + i * K + lanes.first[i];
+        acc = gi[d] * lanes.lower[d - 1][i] - gi[0] * lanes.lower[0][i];
+        for (int r = 1; r < d; ++r) acc += gi[r] * (lanes.lower[r - 1][i] - lanes.lower[r][i]);
+      } else {
+        for (int r = 0; r <= d; ++r) {
+          const int64_t j = lanes.first[i] + r;
+          if (j < 0 || j >= K) continue;
+          const T left = r >= 1 ? lanes.lower[r - 1][i] : T(0);
+          const T right = r < d ? lanes.lower[r][i] : T(0);
+          acc += gc[i * K + j] * (left - right);
+        }
       }
       dx[c0 + i] = acc / h;
     }

@@ -110,17 +110,19 @@ def _check_graph(graph, x: Tensor, name: str = "x") -> None:
 
 
 def _graph_arrays(graph, dtype: torch.dtype):
-    value = graph.value
+    """(rowptr, col, value, t_rowptr, t_col, t_value) with the values in ``dtype`` (a float32 graph
+    applied to float64 features is cast)."""
+    value, t_value = graph.value, graph.t_value
     if value is not None and value.dtype != dtype:
-        value = value.to(dtype)  # a float32 graph applied to float64 features
-    return graph.rowptr, graph.col, value, graph.t_rowptr, graph.t_col, graph.t_perm
+        value, t_value = value.to(dtype), t_value.to(dtype)
+    return graph.rowptr, graph.col, value, graph.t_rowptr, graph.t_col, t_value
 
 
 def _graph_spmm(graph, x: Tensor, base: Optional[Tensor], alpha: float, beta: float, backend: str) -> Tensor:
-    rowptr, col, value, t_rowptr, t_col, t_perm = _graph_arrays(graph, x.dtype)
+    rowptr, col, value, t_rowptr, t_col, t_value = _graph_arrays(graph, x.dtype)
     if backend == "reference":  # plain autograd through the definition (double backward works)
         return _propagation_reference.spmm(rowptr, col, value, x, base, alpha, beta)
-    return _propagation_ops.graph_spmm(rowptr, col, value, t_rowptr, t_col, t_perm, x, base, alpha, beta, backend)
+    return _propagation_ops.graph_spmm(rowptr, col, value, t_rowptr, t_col, t_value, x, base, alpha, beta, backend)
 
 
 def propagate(graph, x: Tensor, hops: int = 1, accumulate: bool = False, *, backend: Optional[str] = None) -> Tensor:
@@ -181,13 +183,13 @@ def pagerank(graph, x: Tensor, c: float = 0.15, *, tol: float = 1e-6, max_iter: 
         steps = pagerank_steps(graph, c, tol, max_iter, backend=chosen)
     elif not 0.0 < c <= 1.0:
         raise ValueError(f"c must be in (0, 1], got {c}")
-    rowptr, col, value, t_rowptr, t_col, t_perm = _graph_arrays(graph, x.dtype)
+    rowptr, col, value, t_rowptr, t_col, t_value = _graph_arrays(graph, x.dtype)
     if chosen == "reference":
         z = x * c
         for _ in range(steps):
             z = _propagation_reference.spmm(rowptr, col, value, z, x, 1.0 - c, c)
         return z
-    return _propagation_ops.pagerank(rowptr, col, value, t_rowptr, t_col, t_perm, x, float(c), int(steps), chosen)
+    return _propagation_ops.pagerank(rowptr, col, value, t_rowptr, t_col, t_value, x, float(c), int(steps), chosen)
 
 
 def _power_growth(graph, backend: Optional[str], iterations: int = 50):
@@ -236,7 +238,8 @@ def edge_attention(graph, q: Tensor, k: Tensor, v: Tensor, scale: float = 1.0, *
     if v.dim() != 2 or v.shape[0] != graph.num_nodes:
         raise ValueError(f"v must have shape (N={graph.num_nodes}, F), got {tuple(v.shape)}")
     chosen = select_backend("edge_attention", q.device, q.dtype, backend)
-    rowptr, col, value, t_rowptr, t_col, t_perm = _graph_arrays(graph, q.dtype)
+    rowptr, col, value, t_rowptr, t_col, _ = _graph_arrays(graph, q.dtype)
+    t_perm = graph.t_perm
     if not use_edge_values:
         value = None
     if chosen == "reference":

@@ -6,7 +6,11 @@ links), never densified:
 
 * ``rowptr, col, value``: the CSR of P = Âᵀ (row v lists its sources u in increasing order);
 * ``t_rowptr, t_col, t_perm``: the CSR of Pᵀ = Â, cached for backward (transpose SpMM without
-  atomics); ``t_perm[j]`` is the position in P's edge arrays of the j-th edge of Pᵀ.
+  atomics); ``t_perm[j]`` is the position in P's edge arrays of the j-th edge of Pᵀ;
+* ``t_value = value[t_perm]``: Pᵀ's values, derived (not saved in the state dict) so that no
+  backward pass gathers nnz values again (≈27% of a backward SpMM at 10 M edges).
+
+The edge values are fixed once built: build a new Graph to change them.
 
 Indices are validated once, here. Normalisation is O(nnz) segment sums. A Graph is an
 ``nn.Module`` holding its arrays as buffers, so a module that holds one moves it with ``.to()``
@@ -120,6 +124,10 @@ class Graph(nn.Module):
         self.register_buffer("t_rowptr", t_rowptr)
         self.register_buffer("t_col", t_col)
         self.register_buffer("t_perm", t_perm)
+        self.register_buffer("t_value", self._derive_transposed_values(), persistent=False)
+
+    def _derive_transposed_values(self) -> Optional[Tensor]:
+        return None if self.value is None else self.value.detach()[self.t_perm]
 
     # -----------------------------------------------------------------------------------------
     @classmethod
@@ -213,7 +221,7 @@ class Graph(nn.Module):
 
     def transposed_values(self) -> Optional[Tensor]:
         """Â's entries in the edge order of the cached transpose (None for an unweighted graph)."""
-        return None if self.value is None else self.value[self.t_perm]
+        return self.t_value
 
     def dense(self) -> Tensor:
         """Â as a dense N×N matrix — for tests and small graphs only."""
@@ -235,6 +243,7 @@ class Graph(nn.Module):
         if prefix + "rowptr" in state_dict:
             self.num_nodes = state_dict[prefix + "rowptr"].numel() - 1
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.t_value = self._derive_transposed_values()
 
 
 __all__ = ["Graph", "NORMALIZATIONS", "normalize"]

@@ -174,39 +174,39 @@ def chain_scan(x: Tensor, reverse: bool, backend: str) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# Graph ops: the CSR of P plus its cached transpose (t_rowptr, t_col, t_perm) as inputs.
-
-def _transposed(value: Optional[Tensor], t_perm: Tensor) -> Optional[Tensor]:
-    return None if value is None else value[t_perm]
-
+# Graph ops: the CSR of P plus its cached transpose as inputs — (t_rowptr, t_col, t_value) for
+# SpMM and PageRank, whose backward is a transposed SpMM; (t_rowptr, t_col, t_perm) for attention,
+# whose backward moves per-edge quantities computed at run time into the transposed order.
 
 @torch.library.custom_op("rpn2kernels::graph_spmm", mutates_args=())
-def graph_spmm(rowptr: Tensor, col: Tensor, value: Optional[Tensor], t_rowptr: Tensor, t_col: Tensor, t_perm: Tensor,
-               x: Tensor, base: Optional[Tensor], alpha: float, beta: float, backend: str) -> Tensor:
-    """alpha·P·x + beta·base with P the CSR (rowptr, col, value); differentiable in x, base, value."""
+def graph_spmm(rowptr: Tensor, col: Tensor, value: Optional[Tensor], t_rowptr: Tensor, t_col: Tensor,
+               t_value: Optional[Tensor], x: Tensor, base: Optional[Tensor], alpha: float, beta: float,
+               backend: str) -> Tensor:
+    """alpha·P·x + beta·base with P the CSR (rowptr, col, value); differentiable in x, base, value.
+    (t_rowptr, t_col, t_value) is the CSR of Pᵀ with t_value = value[t_perm] (None when value is)."""
     return spmm_kernel(rowptr, col, value, x.contiguous(), None if base is None else base.contiguous(), alpha, beta,
                        backend)
 
 
 @graph_spmm.register_fake
-def _(rowptr, col, value, t_rowptr, t_col, t_perm, x, base, alpha, beta, backend):
+def _(rowptr, col, value, t_rowptr, t_col, t_value, x, base, alpha, beta, backend):
     return x.new_empty((rowptr.shape[0] - 1, x.shape[1]))
 
 
 def _graph_spmm_setup(ctx, inputs, output):
-    rowptr, col, value, t_rowptr, t_col, t_perm, x, base, alpha, beta, backend = inputs
+    rowptr, col, value, t_rowptr, t_col, t_value, x, base, alpha, beta, backend = inputs
     # x is needed only for the edge-value gradient; otherwise nothing but the structure is kept.
-    ctx.save_for_backward(rowptr, col, value, t_rowptr, t_col, t_perm,
+    ctx.save_for_backward(rowptr, col, t_rowptr, t_col, t_value,
                           x if value is not None and ctx.needs_input_grad[2] else None)
     ctx.alpha, ctx.beta, ctx.backend = alpha, beta, backend
 
 
 def _graph_spmm_backward(ctx, grad):
-    rowptr, col, value, t_rowptr, t_col, t_perm, x = ctx.saved_tensors
+    rowptr, col, t_rowptr, t_col, t_value, x = ctx.saved_tensors
     grad = grad.contiguous()
     grad_value = grad_x = grad_base = None
     if ctx.needs_input_grad[6]:
-        grad_x = spmm_kernel(t_rowptr, t_col, _transposed(value, t_perm), grad, None, ctx.alpha, 0.0, ctx.backend)
+        grad_x = spmm_kernel(t_rowptr, t_col, t_value, grad, None, ctx.alpha, 0.0, ctx.backend)
     if ctx.needs_input_grad[7]:
         grad_base = grad * ctx.beta
     if ctx.needs_input_grad[2]:
@@ -305,20 +305,20 @@ def _pagerank_iterate(rowptr, col, value, x, c, iterations, backend):
 
 
 @torch.library.custom_op("rpn2kernels::pagerank", mutates_args=())
-def pagerank(rowptr: Tensor, col: Tensor, value: Optional[Tensor], t_rowptr: Tensor, t_col: Tensor, t_perm: Tensor,
-             x: Tensor, c: float, iterations: int, backend: str) -> Tensor:
+def pagerank(rowptr: Tensor, col: Tensor, value: Optional[Tensor], t_rowptr: Tensor, t_col: Tensor,
+             t_value: Optional[Tensor], x: Tensor, c: float, iterations: int, backend: str) -> Tensor:
     """Z = c·Σ_{k=0}^{T} (1−c)^k P^k x by Z ← c·x + (1−c)·P·Z (one fused SpMM per step)."""
     return _pagerank_iterate(rowptr, col, value, x.contiguous(), c, iterations, backend)
 
 
 @pagerank.register_fake
-def _(rowptr, col, value, t_rowptr, t_col, t_perm, x, c, iterations, backend):
+def _(rowptr, col, value, t_rowptr, t_col, t_value, x, c, iterations, backend):
     return x.new_empty((rowptr.shape[0] - 1, x.shape[1]))
 
 
 def _pagerank_setup(ctx, inputs, output):
-    rowptr, col, value, t_rowptr, t_col, t_perm, x, c, iterations, backend = inputs
-    ctx.save_for_backward(t_rowptr, t_col, _transposed(value, t_perm))
+    rowptr, col, value, t_rowptr, t_col, t_value, x, c, iterations, backend = inputs
+    ctx.save_for_backward(t_rowptr, t_col, t_value)
     ctx.c, ctx.iterations, ctx.backend = c, iterations, backend
 
 

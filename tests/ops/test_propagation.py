@@ -128,6 +128,11 @@ def test_graph_module_moves_and_saves():
     other.load_state_dict(state)
     assert other.num_nodes == 11
     torch.testing.assert_close(other.dense(), graph.dense())
+    # the derived transposed values follow the loaded graph and dtype moves
+    torch.testing.assert_close(other.t_value, graph.value[graph.t_perm], rtol=0, atol=0)
+    wide = other.to(torch.float64)
+    assert wide.t_value.dtype == torch.float64
+    torch.testing.assert_close(wide.t_value, wide.value[wide.t_perm], rtol=0, atol=0)
     assert graph.to(torch.float64).value.dtype == torch.float64
 
 
@@ -166,7 +171,7 @@ def test_graph_spmm_edge_value_gradient_and_base(backend_device):
     value = graph.value.clone().requires_grad_()
     x = torch.randn(13, 5, dtype=torch.float64, device=device, requires_grad=True)
     base = torch.randn(13, 5, dtype=torch.float64, device=device, requires_grad=True)
-    args = (graph.rowptr, graph.col, value, graph.t_rowptr, graph.t_col, graph.t_perm)
+    args = (graph.rowptr, graph.col, value, graph.t_rowptr, graph.t_col, value.detach()[graph.t_perm])
     if backend == "reference":
         out = reference.spmm(graph.rowptr, graph.col, value, x, base, 0.7, -1.3)
     else:
@@ -273,20 +278,24 @@ def test_gradcheck_fp64(backend_device):
     q, k, v = (torch.randn(9, d, dtype=torch.float64, device=device, requires_grad=True) for d in (2, 2, 3))
     assert torch.autograd.gradcheck(lambda a, b, c: F.edge_attention(graph, a, b, c, 0.9, backend=backend), (q, k, v))
     value = graph.value.clone().requires_grad_()
-    args = lambda val: (graph.rowptr, graph.col, val, graph.t_rowptr, graph.t_col, graph.t_perm)  # noqa: E731
-    assert torch.autograd.gradcheck(lambda val, t: ops.graph_spmm(*args(val), t, None, 0.5, 0.0, backend), (value, x))
-    assert torch.autograd.gradcheck(lambda val: ops.graph_attention(*args(val), q, k, v, 0.9, backend)[0], (value,))
+    spmm_args = lambda val: (graph.rowptr, graph.col, val, graph.t_rowptr, graph.t_col,  # noqa: E731
+                             val.detach()[graph.t_perm])
+    attention_args = lambda val: (graph.rowptr, graph.col, val, graph.t_rowptr, graph.t_col, graph.t_perm)  # noqa: E731
+    assert torch.autograd.gradcheck(lambda val, t: ops.graph_spmm(*spmm_args(val), t, None, 0.5, 0.0, backend),
+                                    (value, x))
+    assert torch.autograd.gradcheck(lambda val: ops.graph_attention(*attention_args(val), q, k, v, 0.9, backend)[0],
+                                    (value,))
 
 
 @pytest.mark.parametrize("backend_device", compiled_backend_params())
 def test_opcheck(backend_device):
     backend, device = backend_device
     graph = Graph.from_edge_index(random_edges(8, 20, seed=5), 8, self_loops=True, normalization="column").to(device)
-    structure = (graph.rowptr, graph.col, graph.value, graph.t_rowptr, graph.t_col, graph.t_perm)
+    structure = (graph.rowptr, graph.col, graph.value, graph.t_rowptr, graph.t_col, graph.t_value)
     x = torch.randn(8, 3, device=device, requires_grad=True)
     q, k, v = (torch.randn(8, d, device=device, requires_grad=True) for d in (2, 2, 3))
     torch.library.opcheck(ops.graph_spmm, (*structure, x, x.detach().clone().requires_grad_(), 0.5, 2.0, backend))
-    torch.library.opcheck(ops.graph_attention, (*structure, q, k, v, 0.7, backend))
+    torch.library.opcheck(ops.graph_attention, (*structure[:5], graph.t_perm, q, k, v, 0.7, backend))
     torch.library.opcheck(ops.pagerank, (*structure, x, 0.2, 5, backend))
     prefix = "triton_" if backend == "triton" else ""
     kernels = torch.ops.rpn2kernels

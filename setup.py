@@ -36,9 +36,7 @@ def default_arch_list() -> str:
 def extension():
     debug = os.getenv("RPN2K_DEBUG", "0") == "1"
     sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
-    # -fno-trapping-math: nothing reads floating-point exception flags, and without it GCC will
-    # not if-convert float selects, so loops such as the B-spline span search stay scalar.
-    cxx = ["-O0", "-g"] if debug else ["-O3", "-fno-trapping-math"]
+    cxx = ["-O0", "-g"] if debug else ["-O3"]
     cxx += ["-std=c++20", "-fopenmp"]
     define_macros = [("Py_LIMITED_API", "0x03090000")]
     include_dirs = [os.path.join(ROOT, "csrc", "include")]

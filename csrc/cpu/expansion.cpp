@@ -11,9 +11,11 @@
 
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #include "rpn2kernels/expansion_host.h"
@@ -185,10 +187,11 @@ void rbf_row_backward(const BasisSpec& spec, const T* g, const T* phi, const T* 
 // B-spline rows, a chunk of attributes at a time: the span-local Cox–de Boor triangle of
 // expansion_math.h (bspline_span) evaluated lane-wise across attributes so it vectorises, then the
 // d+1 non-zero values written into the K columns of each attribute (the rest are zero). The span
-// is found by truncation (u ≥ 0 inside the support), which vectorises where floor does not.
+// is found by truncation of the masked position (≥ 0), which vectorises where floor does not.
 template <typename T>
 struct BSplineLanes {
   T t[kAttributeChunk];
+  T undefined[kAttributeChunk];    // x − x: 0 for finite x, NaN for NaN and ±inf
   int32_t first[kAttributeChunk];  // feature index of n[0]; K when x is outside the support
   T n[kMaxBSplineDegree + 1][kAttributeChunk];
   T lower[kMaxBSplineDegree + 1][kAttributeChunk];
@@ -198,13 +201,17 @@ struct BSplineLanes {
     const int32_t K = static_cast<int32_t>(spec.features);
     const T support = static_cast<T>(K + d);
     const BSplineGrid<T> grid = bspline_grid<T>(spec);
+    using Bits = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
     for (int64_t i = 0; i < len; ++i) {
+      // Masks and arithmetic instead of selects: GCC will not if-convert a float select under its
+      // default -ftrapping-math, and a global -fno-trapping-math slowed the chain filters 1.5×.
       const T u = grid.position(x[i]);
-      const bool inside = (u >= T(0)) & (u < support);  // false for NaN; & keeps the loop branch-free
-      const T inside_u = inside ? u : T(0);
-      const int32_t span = static_cast<int32_t>(inside_u);
+      undefined[i] = x[i] - x[i];
+      const int32_t inside = (u >= T(0)) & (u < support);  // 0 for NaN
+      const T inside_u = std::bit_cast<T>(std::bit_cast<Bits>(u) & -static_cast<Bits>(inside));
+      const int32_t span = static_cast<int32_t>(inside_u);  // in [0, K + d): truncation is floor
       t[i] = inside_u - static_cast<T>(span);
-      first[i] = inside ? span - d : K;
+      first[i] = K + inside * (span - d - K);
       n[0][i] = T(1);
     }
     for (int k = 1; k <= d; ++k) {
@@ -225,6 +232,10 @@ struct BSplineLanes {
   // Whether all d+1 columns first .. first+d of lane i lie inside [0, K): the common case, taken
   // without a per-value bounds check.
   bool interior(int64_t i, int d, int64_t K) const { return first[i] >= 0 && first[i] + d < K; }
+
+  // A NaN or infinite x gives NaN features and derivative, as the Cox–de Boor recursion of the
+  // reference (and tinyBIG) does, instead of the zeros of "outside the support".
+  bool finite(int64_t i) const { return undefined[i] == T(0); }
 };
 
 template <typename T>
@@ -241,6 +252,10 @@ void bspline_row(const BasisSpec& spec, const T* x, int64_t attrs, T* out) {
       if (lanes.interior(i, d, K)) {
         T* dst = oc + i * K + lanes.first[i];
         for (int r = 0; r <= d; ++r) dst[r] = lanes.n[r][i];
+        continue;
+      }
+      if (!lanes.finite(i)) {
+        std::fill(oc + i * K, oc + (i + 1) * K, lanes.undefined[i]);
         continue;
       }
       for (int r = 0; r <= d; ++r) {
@@ -260,11 +275,11 @@ void bspline_row_backward(const BasisSpec& spec, const T* g, const T* x, int64_t
   BSplineLanes<T> lanes;
   for (int64_t c0 = 0; c0 < attrs; c0 += kAttributeChunk) {
     const int64_t len = std::min(kAttributeChunk, attrs - c0);
+    lanes.evaluate(spec, x + c0, len, d > 0);
     if (d == 0) {
-      std::fill(dx + c0, dx + c0 + len, T(0));
+      for (int64_t i = 0; i < len; ++i) dx[c0 + i] = lanes.undefined[i];
       continue;
     }
-    lanes.evaluate(spec, x + c0, len, true);
     const T* gc = g + c0 * K;
     for (int64_t i = 0; i < len; ++i) {
       T acc = T(0);
@@ -272,6 +287,8 @@ void bspline_row_backward(const BasisSpec& spec, const T* g, const T* x, int64_t
         const T* gi = gc + i * K + lanes.first[i];
         acc = gi[d] * lanes.lower[d - 1][i] - gi[0] * lanes.lower[0][i];
         for (int r = 1; r < d; ++r) acc += gi[r] * (lanes.lower[r - 1][i] - lanes.lower[r][i]);
+      } else if (!lanes.finite(i)) {
+        acc = lanes.undefined[i];
       } else {
         for (int r = 0; r <= d; ++r) {
           const int64_t j = lanes.first[i] + r;
@@ -414,13 +431,19 @@ bool use_taylor2_identity(const BasisSpec& spec, int64_t m) {
   return spec.basis == Basis::Taylor && spec.degree == 2 && m >= kTaylor2FusedMinM;
 }
 
-// Outputs per Taylor-2 task. The per-output GEMMs are small ((B, m)·(m, m)), so the outputs run in
-// parallel with one single-threaded GEMM each, which scales where a multithreaded BLAS call of that
-// size does not. The chunking is fixed (independent of the thread count), so the fixed-order sum
-// of the per-chunk dx partials is bitwise reproducible.
-constexpr int64_t kTaylor2Chunks = 16;
+// Taylor-2 outputs run in chunks: the per-output GEMMs are small ((B, m)·(m, m)), so chunks run in
+// parallel with single-threaded GEMMs, which scales where a multithreaded BLAS call of that size
+// does not. The chunking depends on the shapes only (never on the thread count), so the
+// fixed-order sum of the per-chunk dx partials is bitwise reproducible; the partials (B·m each)
+// are held to kTaylor2PartialBytes, so a large batch gets fewer, larger chunks.
+constexpr int64_t kTaylor2MaxChunks = 16;
+constexpr int64_t kTaylor2PartialBytes = int64_t(64) << 20;
 
-int64_t taylor2_chunk_outputs(int64_t n) { return (n + kTaylor2Chunks - 1) / kTaylor2Chunks; }
+int64_t taylor2_outputs_per_chunk(int64_t n, int64_t partial_bytes) {
+  const int64_t affordable = kTaylor2PartialBytes / std::max<int64_t>(1, partial_bytes);
+  const int64_t chunks = std::max<int64_t>(1, std::min(kTaylor2MaxChunks, affordable));
+  return (n + chunks - 1) / chunks;
+}
 
 // W[j, m:] viewed as the (m, m) matrix W2_j with W2_j[a, c] = W[j, m + a·m + c], no copy.
 // One GEMM per output on these views: a batched matmul over a stack of them would copy the
@@ -430,7 +453,7 @@ at::Tensor taylor2_block(const at::Tensor& weight, int64_t j, int64_t m) {
 }
 
 // out = W2 + W2ᵀ in 64×64 tiles, so the transposed reads come from L1 instead of striding across
-// the whole block (an at::add with a transposed operand costs 6× more here).
+// the whole block (measured 1.5× faster than an at::add with a transposed operand).
 template <typename T>
 void symmetrise(const T* w, int64_t m, T* out) {
   constexpr int64_t kTile = 64;
@@ -445,11 +468,11 @@ void symmetrise(const T* w, int64_t m, T* out) {
   }
 }
 
-// Runs body(first, last) over chunks of outputs in parallel, each chunk on one thread with the
-// calling op's dispatch state (worker threads do not inherit it, and out= GEMMs refuse autograd).
+// Runs body(chunk, first, last) for the fixed chunks of outputs [first, last), in parallel, each
+// chunk on one thread below autograd (worker threads do not inherit the calling op's dispatch
+// state, and out= GEMMs refuse tensors that require grad).
 template <typename F>
-void for_output_chunks(int64_t n, const F& body) {
-  const int64_t per_chunk = taylor2_chunk_outputs(n);
+void for_output_chunks(int64_t n, int64_t per_chunk, const F& body) {
   const int64_t chunks = (n + per_chunk - 1) / per_chunk;
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
@@ -463,7 +486,7 @@ at::Tensor taylor2_forward(const at::Tensor& x, const at::Tensor& weight, const 
   at::Tensor y = at::mm(x, weight.narrow(1, 0, m).t());
   if (bias.has_value() && bias->defined()) y.add_(*bias);
   at::Tensor quadratic = at::empty({B, n}, x.options());
-  for_output_chunks(n, [&](int64_t, int64_t first, int64_t last) {
+  for_output_chunks(n, taylor2_outputs_per_chunk(n, 0), [&](int64_t, int64_t first, int64_t last) {
     at::Tensor through = workspace(B * m, x.options()).view({B, m});
     for (int64_t j = first; j < last; ++j) {
       at::mm_out(through, x, taylor2_block(weight, j, m).t());
@@ -482,11 +505,11 @@ std::tuple<at::Tensor, at::Tensor> taylor2_backward(const at::Tensor& grad, cons
   at::Tensor dw1 = grad_weight.narrow(1, 0, m);
   at::mm_out(dw1, grad.t(), x);
   at::Tensor grad_x = at::mm(grad, weight.narrow(1, 0, m));
-  const int64_t per_chunk = taylor2_chunk_outputs(n);
+  const int64_t per_chunk = taylor2_outputs_per_chunk(n, B * m * x.element_size());
   const int64_t chunks = (n + per_chunk - 1) / per_chunk;
   at::Tensor partials = workspace(chunks * B * m, x.options(), 1).view({chunks, B, m});
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_taylor2_backward", [&] {
-    for_output_chunks(n, [&](int64_t chunk, int64_t first, int64_t last) {
+    for_output_chunks(n, per_chunk, [&](int64_t chunk, int64_t first, int64_t last) {
       at::Tensor scratch = workspace(m * m + B * m, x.options());
       at::Tensor symmetric = scratch.narrow(0, 0, m * m).view({m, m});
       at::Tensor scaled = scratch.narrow(0, m * m, B * m).view({B, m});

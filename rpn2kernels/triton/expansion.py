@@ -148,6 +148,11 @@ def _direct_feature(x, c_ptr, k, KIND: tl.constexpr, SD: tl.constexpr, WITH_D: t
             dv = (_cardinal_bspline(t, lower, SD - 1) - _cardinal_bspline(t - 1.0, lower, SD - 1)) / h
         else:
             dv = v
+        # x − x is NaN for NaN and ±inf: their features are NaN, as in the reference, not the
+        # zeros of "outside the support"
+        undefined = x - x
+        v = tl.where(undefined == 0.0, v, undefined)
+        dv = tl.where(undefined == 0.0, dv, undefined)
     else:
         eps2 = tl.load(c_ptr)
         diff = x - tl.load(c_ptr + 1 + k)

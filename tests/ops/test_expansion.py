@@ -250,6 +250,30 @@ def test_bspline_partition_of_unity_and_support(backend_device):
 
 
 @pytest.mark.parametrize("backend_device", backend_device_params())
+@pytest.mark.parametrize("degree", [1, 3])
+def test_bspline_non_finite_input_gives_nan_features_and_gradient(degree, backend_device):
+    # NaN and ±inf are not "outside the support": the reference's Cox–de Boor gives NaN, and so
+    # must every kernel (a silent 0 would hide the bad input).
+    backend, device = backend_device
+    x = torch.tensor([[float("nan"), 0.3, float("inf")], [-float("inf"), -0.7, 5.0]], dtype=torch.float64)
+    xs = x.to(device).clone().requires_grad_()
+    k = F.expand(xs, "bspline", degree, backend=backend, intervals=3)
+    g = torch.randn(k.shape, dtype=torch.float64)
+    k.backward(g.to(device))
+    xr = x.detach().clone().requires_grad_()
+    k_ref = reference.expand(xr, "bspline", degree, [-1.0, 1.0, 3.0])
+    k_ref.backward(g)
+    assert k_ref.isnan().any()  # the oracle itself propagates NaN
+    torch.testing.assert_close(k.cpu(), k_ref, equal_nan=True)
+    # the reference's gradient at a non-finite x is an autograd artefact (0 through degree 1's
+    # constant masks, NaN above); the kernels' derivative is NaN there at every degree
+    finite = x.isfinite()
+    torch.testing.assert_close(xs.grad.cpu()[finite], xr.grad[finite])
+    if backend != "reference":
+        assert xs.grad.cpu()[~finite].isnan().all()
+
+
+@pytest.mark.parametrize("backend_device", backend_device_params())
 def test_input_norm_tanh(backend_device):
     backend, device = backend_device
     x = torch.randn(4, 3, dtype=torch.float64, device=device) * 3

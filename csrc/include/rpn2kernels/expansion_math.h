@@ -221,6 +221,11 @@ RPN2K_INLINE void for_each_feature(const BasisSpec& s, T x, Fn&& fn) {
       const T h = grid.h;
       const T u = grid.position(x);
       T n[kMaxBSplineDegree + 1], lower[kMaxBSplineDegree + 1];
+      const T undefined = x - x;  // NaN for NaN and ±inf: their features are NaN, as in the reference
+      if (undefined != T(0)) {
+        for (int64_t j = 0; j < K; ++j) fn(j, undefined, undefined);
+        return;
+      }
       int64_t first = K;  // features outside [first, first + d] are zero
       if (u >= T(0) && u < static_cast<T>(K + d)) {
         const T span = floor_of<T>(u);

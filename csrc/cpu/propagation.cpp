@@ -82,6 +82,34 @@ inline bool row_range(const int64_t* rowptr, int64_t i, int64_t& begin, int64_t&
   return begin <= end;
 }
 
+// Features per register block: the row's accumulator for one block stays in registers across
+// all of its edges (a runtime-length accumulator round-trips through memory on every edge). The
+// row's other blocks re-read the same gathered x rows, by then in L1.
+constexpr int64_t kFeatureBlock = 16;
+
+// out[i, f0:f0+width] = alpha·Σ_e w_e·x[col_e, f0:f0+width] + beta·base[i, f0:f0+width], with the
+// block width a compile-time constant where it can be (kFeatureBlock) and the rest one tail block.
+template <typename scalar_t, int64_t kWidth>
+inline void spmm_row_block(const int64_t* cp, const scalar_t* value, const scalar_t* xp, int64_t F, int64_t f0,
+                           int64_t width, int64_t begin, int64_t end, int64_t num_edges, IndexGuard& guard,
+                           const scalar_t* base_row, scalar_t alpha, scalar_t beta, scalar_t* out_row) {
+  const int64_t w_len = kWidth > 0 ? kWidth : width;
+  scalar_t acc[kFeatureBlock] = {};
+  for (int64_t e = begin; e < end; ++e) {
+    if (f0 == 0) prefetch_row(xp, cp, e + kPrefetchDistance, num_edges, F);
+    const int64_t c = cp[e];
+    if (!guard.ok(c)) continue;
+    const scalar_t w = value ? value[e] : scalar_t(1);
+    const scalar_t* xr = xp + c * F + f0;
+    for (int64_t f = 0; f < w_len; ++f) acc[f] += w * xr[f];
+  }
+  if (base_row) {
+    for (int64_t f = 0; f < w_len; ++f) out_row[f] = alpha * acc[f] + beta * base_row[f];
+  } else {
+    for (int64_t f = 0; f < w_len; ++f) out_row[f] = alpha * acc[f];
+  }
+}
+
 template <typename scalar_t>
 void spmm_kernel(const at::Tensor& rowptr, const at::Tensor& col, const scalar_t* value, const at::Tensor& x,
                  const scalar_t* base, scalar_t alpha, scalar_t beta, at::Tensor& out) {
@@ -94,28 +122,23 @@ void spmm_kernel(const at::Tensor& rowptr, const at::Tensor& col, const scalar_t
   std::atomic<bool> bad_rowptr{false};
   const int64_t end_all = col.numel();
   at::parallel_for(0, R, grain_rows(col.numel(), R, F), [&](int64_t lo, int64_t hi) {
-    std::vector<scalar_t> acc(F);
     for (int64_t i = lo; i < hi; ++i) {
-      std::fill(acc.begin(), acc.end(), scalar_t(0));
       int64_t begin, end;
       if (!row_range(rp, i, begin, end)) {
         bad_rowptr = true;
         continue;
       }
-      for (int64_t e = begin; e < end; ++e) {
-        prefetch_row(xp, cp, e + kPrefetchDistance, end_all, F);
-        const int64_t c = cp[e];
-        if (!guard.ok(c)) continue;
-        const scalar_t w = value ? value[e] : scalar_t(1);
-        const scalar_t* xr = xp + c * F;
-        for (int64_t f = 0; f < F; ++f) acc[f] += w * xr[f];
-      }
-      scalar_t* orow = op + i * F;
-      if (base) {
-        const scalar_t* brow = base + i * F;
-        for (int64_t f = 0; f < F; ++f) orow[f] = alpha * acc[f] + beta * brow[f];
-      } else {
-        for (int64_t f = 0; f < F; ++f) orow[f] = alpha * acc[f];
+      const scalar_t* base_row = base ? base + i * F : nullptr;
+      for (int64_t f0 = 0; f0 < F; f0 += kFeatureBlock) {
+        const int64_t width = std::min(kFeatureBlock, F - f0);
+        const scalar_t* b = base_row ? base_row + f0 : nullptr;
+        if (width == kFeatureBlock) {
+          spmm_row_block<scalar_t, kFeatureBlock>(cp, value, xp, F, f0, width, begin, end, end_all, guard, b, alpha,
+                                                  beta, op + i * F + f0);
+        } else {
+          spmm_row_block<scalar_t, 0>(cp, value, xp, F, f0, width, begin, end, end_all, guard, b, alpha, beta,
+                                      op + i * F + f0);
+        }
       }
     }
   });

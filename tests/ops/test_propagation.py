@@ -142,7 +142,7 @@ def test_graph_module_moves_and_saves():
 @pytest.mark.parametrize("backend_device", backend_device_params())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
 @pytest.mark.parametrize("graph_name", list(GRAPHS))
-@pytest.mark.parametrize("F_", [1, 7], ids=["F1", "F7"])
+@pytest.mark.parametrize("F_", [1, 7, 37], ids=["F1", "F7", "F37"])  # 37: two full 16-wide CPU blocks and a tail
 def test_propagate_matches_dense_powers(backend_device, dtype, graph_name, F_):
     backend, device = backend_device
     edge_index, n = GRAPHS[graph_name]

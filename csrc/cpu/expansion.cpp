@@ -191,7 +191,7 @@ void rbf_row_backward(const BasisSpec& spec, const T* g, const T* phi, const T* 
 template <typename T>
 struct BSplineLanes {
   T t[kAttributeChunk];
-  T undefined[kAttributeChunk];    // x − x: 0 for finite x, NaN for NaN and ±inf
+  T undefined[kAttributeChunk];    // bspline_undefined(x): 0 for finite x, else NaN
   int32_t first[kAttributeChunk];  // feature index of n[0]; K when x is outside the support
   T n[kMaxBSplineDegree + 1][kAttributeChunk];
   T lower[kMaxBSplineDegree + 1][kAttributeChunk];
@@ -206,7 +206,7 @@ struct BSplineLanes {
       // Masks and arithmetic instead of selects: GCC will not if-convert a float select under its
       // default -ftrapping-math, and a global -fno-trapping-math slowed the chain filters 1.5×.
       const T u = grid.position(x[i]);
-      undefined[i] = x[i] - x[i];
+      undefined[i] = bspline_undefined(x[i]);
       const int32_t inside = (u >= T(0)) & (u < support);  // 0 for NaN
       const T inside_u = std::bit_cast<T>(std::bit_cast<Bits>(u) & -static_cast<Bits>(inside));
       const int32_t span = static_cast<int32_t>(inside_u);  // in [0, K + d): truncation is floor
@@ -233,8 +233,6 @@ struct BSplineLanes {
   // without a per-value bounds check.
   bool interior(int64_t i, int d, int64_t K) const { return first[i] >= 0 && first[i] + d < K; }
 
-  // A NaN or infinite x gives NaN features and derivative, as the Cox–de Boor recursion of the
-  // reference (and tinyBIG) does, instead of the zeros of "outside the support".
   bool finite(int64_t i) const { return undefined[i] == T(0); }
 };
 
@@ -439,6 +437,8 @@ bool use_taylor2_identity(const BasisSpec& spec, int64_t m) {
 constexpr int64_t kTaylor2MaxChunks = 16;
 constexpr int64_t kTaylor2PartialBytes = int64_t(64) << 20;
 
+int64_t taylor2_chunk_count(int64_t n, int64_t per_chunk) { return (n + per_chunk - 1) / per_chunk; }
+
 int64_t taylor2_outputs_per_chunk(int64_t n, int64_t partial_bytes) {
   const int64_t affordable = kTaylor2PartialBytes / std::max<int64_t>(1, partial_bytes);
   const int64_t chunks = std::max<int64_t>(1, std::min(kTaylor2MaxChunks, affordable));
@@ -473,7 +473,7 @@ void symmetrise(const T* w, int64_t m, T* out) {
 // state, and out= GEMMs refuse tensors that require grad).
 template <typename F>
 void for_output_chunks(int64_t n, int64_t per_chunk, const F& body) {
-  const int64_t chunks = (n + per_chunk - 1) / per_chunk;
+  const int64_t chunks = taylor2_chunk_count(n, per_chunk);
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     for (int64_t c = begin; c < end; ++c) body(c, c * per_chunk, std::min(n, (c + 1) * per_chunk));
@@ -506,7 +506,7 @@ std::tuple<at::Tensor, at::Tensor> taylor2_backward(const at::Tensor& grad, cons
   at::mm_out(dw1, grad.t(), x);
   at::Tensor grad_x = at::mm(grad, weight.narrow(1, 0, m));
   const int64_t per_chunk = taylor2_outputs_per_chunk(n, B * m * x.element_size());
-  const int64_t chunks = (n + per_chunk - 1) / per_chunk;
+  const int64_t chunks = taylor2_chunk_count(n, per_chunk);
   at::Tensor partials = workspace(chunks * B * m, x.options(), 1).view({chunks, B, m});
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_taylor2_backward", [&] {
     for_output_chunks(n, per_chunk, [&](int64_t chunk, int64_t first, int64_t last) {

@@ -143,6 +143,14 @@ RPN2K_INLINE void bspline_span(T t, int d, T* n, T* lower) {
   }
 }
 
+// The B-spline NaN policy, shared by every kernel: x − x is 0 for a finite x and NaN for NaN and
+// ±inf, whose features and derivative are that NaN (as the reference's Cox–de Boor gives), not
+// the zeros of "outside the support".
+template <typename T>
+RPN2K_INLINE T bspline_undefined(T x) {
+  return x - x;
+}
+
 // RBF centres μ_k = lo + k·step (linspace(lo, hi, K)) and the shape ε², functions.md §2.7.
 template <typename T>
 struct RbfGrid {
@@ -221,7 +229,7 @@ RPN2K_INLINE void for_each_feature(const BasisSpec& s, T x, Fn&& fn) {
       const T h = grid.h;
       const T u = grid.position(x);
       T n[kMaxBSplineDegree + 1], lower[kMaxBSplineDegree + 1];
-      const T undefined = x - x;  // NaN for NaN and ±inf: their features are NaN, as in the reference
+      const T undefined = bspline_undefined(x);
       if (undefined != T(0)) {
         for (int64_t j = 0; j < K; ++j) fn(j, undefined, undefined);
         return;

@@ -39,6 +39,11 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"rpn2kernels::{op}", dispatch_key)
 
 
+# Read once: the registrations are fixed after the load, and torch.compile cannot trace the
+# dispatcher query that answers it (backend choice runs inside compiled forwards).
+_CUDA_COMPILED = has_kernel("expand_linear", "CUDA")
+
+
 def cuda_compiled() -> bool:
     """True when the extension was built with its CUDA kernels (FORCE_CUDA=1 or a CUDA torch)."""
-    return has_kernel("expand_linear", "CUDA")
+    return _CUDA_COMPILED

@@ -269,7 +269,7 @@ def _linear_fwd_kernel(x_ptr, w_ptr, bias_ptr, c_ptr, y_ptr, B, M, N, K,
                 f, df = _direct_feature(x, c_ptr, k, KIND, SD, False)
             # padded attributes get W = 0, so their (finite) features contribute nothing
             w = tl.load(w_ptrs + k * swd, mask=w_mask, other=0.0)
-            acc = tl.dot(f.to(w.dtype), w, acc, input_precision=PREC)
+            acc = tl.dot(f.to(w.dtype), w, acc, input_precision=PREC, out_dtype=CT)
             if KIND == 0:
                 p_prev, p_cur, d_prev, d_cur = _poly_step(x, p_prev, p_cur, d_prev, d_cur,
                                                           c_ptr + 4 * (k + 2), HAS_B, HAS_E, False)
@@ -311,7 +311,7 @@ def _linear_dx_kernel(g_ptr, x_ptr, w_ptr, c_ptr, dx_ptr, B, M, N, K,
                         other=0.0)
             w = tl.load(w_cols + offs_n.to(tl.int64)[:, None] * swn + k * swd,
                         mask=n_ok[:, None] & m_ok[None, :], other=0.0)
-            dk = tl.dot(g, w, dk, input_precision=PREC)
+            dk = tl.dot(g, w, dk, input_precision=PREC, out_dtype=CT)
         dx += dk * df
         if KIND == 0:
             p_prev, p_cur, d_prev, d_cur = _poly_step(x, p_prev, p_cur, d_prev, d_cur,
@@ -345,7 +345,7 @@ def _linear_dw_kernel(g_ptr, x_ptr, c_ptr, out_ptr, B, M, N, K, rows_per_split,
         # padded rows load G = 0, so their (finite) features contribute nothing
         g_t = tl.load(g_ptr + offs_n.to(tl.int64)[:, None] * sgn + offs_b.to(tl.int64)[None, :] * sgb,
                       mask=n_ok[:, None] & b_ok[None, :], other=0.0)
-        acc = tl.dot(g_t, f.to(g_t.dtype), acc, input_precision=PREC)
+        acc = tl.dot(g_t, f.to(g_t.dtype), acc, input_precision=PREC, out_dtype=CT)
     o_ptrs = (out_ptr + s.to(tl.int64) * sos + offs_n.to(tl.int64)[:, None] * son
               + (offs_m.to(tl.int64) * K + k)[None, :] * sod)
     tl.store(o_ptrs, acc.to(out_ptr.dtype.element_ty), mask=n_ok[:, None] & m_ok[None, :])
@@ -409,7 +409,7 @@ def _taylor2_fwd_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, B, M, N, sxb, sxm, swn, s
             xa = tl.load(x_rows + a * sxm, mask=b_ok & ((offs_b * 0 + a) < M), other=1.0).to(CT)
             col0 = tl.where(a < M, M + a * M, 0)
             w = tl.load(w_cols + (col0 + offs_c.to(tl.int64))[:, None] * swd, mask=w_mask, other=0.0)
-            acc = tl.dot((xc * xa[:, None]).to(w.dtype), w, acc, input_precision=PREC)
+            acc = tl.dot((xc * xa[:, None]).to(w.dtype), w, acc, input_precision=PREC, out_dtype=CT)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_n, mask=n_ok, other=0.0).to(CT)[None, :]
     tl.store(y_ptr + offs_b.to(tl.int64)[:, None] * syb + offs_n.to(tl.int64)[None, :] * syn,
@@ -438,13 +438,13 @@ def _taylor2_dx_kernel(g_ptr, x_ptr, w_ptr, dx_ptr, B, M, N, sgb, sgn, sxb, sxm,
         w_rows = w_ptr + offs_n.to(tl.int64)[:, None] * swn
         w_mask = n_ok[:, None] & a_ok[None, :]
         w1 = tl.load(w_rows + a64[None, :] * swd, mask=w_mask, other=0.0)
-        dx = tl.dot(g, w1, dx, input_precision=PREC)
+        dx = tl.dot(g, w1, dx, input_precision=PREC, out_dtype=CT)
         for c in range(0, M):
             xc = tl.load(x_rows + c * sxm, mask=b_ok, other=0.0).to(CT)
             w_ac = tl.load(w_rows + (M + a64 * M + c)[None, :] * swd, mask=w_mask, other=0.0)
             w_ca = tl.load(w_rows + (M + c * M + a64)[None, :] * swd, mask=w_mask, other=0.0)
             w_sum = (w_ac.to(CT) + w_ca.to(CT)).to(g.dtype)
-            dx = tl.dot((g.to(CT) * xc[:, None]).to(g.dtype), w_sum, dx, input_precision=PREC)
+            dx = tl.dot((g.to(CT) * xc[:, None]).to(g.dtype), w_sum, dx, input_precision=PREC, out_dtype=CT)
     tl.store(dx_ptr + offs_b.to(tl.int64)[:, None] * sdb + a64[None, :] * sdm,
              dx.to(dx_ptr.dtype.element_ty), mask=b_ok[:, None] & a_ok[None, :])
 
@@ -475,7 +475,7 @@ def _taylor2_dw_kernel(g_ptr, x_ptr, out_ptr, B, M, N, rows_per_split, n_ctiles,
         xa = tl.load(x_rows + a * sxm, mask=b_ok & ((offs_b * 0 + a) < M), other=1.0).to(CT)
         g_t = tl.load(g_ptr + offs_n.to(tl.int64)[:, None] * sgn + offs_b.to(tl.int64)[None, :] * sgb,
                       mask=n_ok[:, None] & b_ok[None, :], other=0.0)
-        acc = tl.dot(g_t, (xc * xa[:, None]).to(g_t.dtype), acc, input_precision=PREC)
+        acc = tl.dot(g_t, (xc * xa[:, None]).to(g_t.dtype), acc, input_precision=PREC, out_dtype=CT)
     col0 = tl.where(a < M, M + a * M, 0)
     o_ptrs = (out_ptr + s.to(tl.int64) * sos + offs_n.to(tl.int64)[:, None] * son
               + (col0 + offs_c.to(tl.int64))[None, :] * sod)

@@ -23,9 +23,10 @@ Design notes
   same accumulation dtype and rounded to the operand dtype only at the ``tl.dot`` boundary.
   fp32 dots use IEEE precision unless torch's float32 matmul precision allows TF32, matching what
   F.linear would do.
-* dW is reduced without atomics: each program owns one (n-tile, attribute-tile, k) output tile and
-  walks the rows. On a GPU with few output tiles the rows are split into S slices written to an
-  (S, n, D) buffer and summed by torch in a fixed order, so results are deterministic.
+* Reductions are split without atomics: each program owns one output tile and walks its reduction
+  loop (dW: the rows; Taylor-2 forward: the M+1 blocks of W's columns; Taylor-2 dx: the c sum).
+  On a GPU with few output tiles that loop is split into S slices written to an (S, …) buffer in
+  the accumulation dtype and summed by torch in a fixed order, so results are deterministic.
 """
 import contextlib
 import functools
@@ -44,8 +45,12 @@ from ..basis import (bspline_knot_step, check_basis, expansion_width, features_p
 # Kinds of elementwise basis the kernels distinguish (the ten polynomial families share one).
 _POLY, _GAUSS, _INVQ, _BSPLINE = 0, 1, 2, 3
 
-#: Tests set this to force a row-split count in the dW kernels (None: chosen per device).
-_FORCE_DW_SPLIT: Optional[int] = None
+#: Tests set this to force the slice count of every split reduction (dW rows, Taylor-2 forward
+#: and dx); None: chosen per device by _split_count.
+_FORCE_SPLIT: Optional[int] = None
+
+#: dW partials are whole copies of W, each read again by the reduction: at most this many.
+_DW_MAX_SPLIT = 32
 
 #: Taylor degree ≥ 3 materialises κ for this many elements at a time (rows · D).
 _TAYLOR_CHUNK_ELEMENTS = 1 << 23
@@ -386,13 +391,19 @@ def _taylor_block_kernel(x_ptr, out_ptr, B, M, ncols, n_ctiles, top, col0, sxb, 
 
 
 @triton.jit
-def _taylor2_fwd_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, B, M, N, sxb, sxm, swn, swd, syb, syn,
+def _taylor2_fwd_kernel(x_ptr, w_ptr, bias_ptr, out_ptr, B, M, N, a_per_split,
+                        sxb, sxm, swn, swd, sos, sob, son,
                         HAS_BIAS: tl.constexpr, CT: tl.constexpr, PREC: tl.constexpr,
                         BB: tl.constexpr, BN: tl.constexpr, BC: tl.constexpr):
     """y = x·W1ᵀ + Σ_a (x_a x)·W2[:, a, :]ᵀ + b: the prologue forms x_a·x_c tiles, x⊗x is never
-    stored. Pass a = M stands for the degree-1 block (prefactor 1, columns 0 … M−1)."""
+    stored. Pass a = M stands for the degree-1 block (prefactor 1, columns 0 … M−1). Program s of
+    axis 2 takes passes [s·a_per_split, (s+1)·a_per_split) and writes out[s]; slice 0 adds the
+    bias, so it is added once to the sum of the slices."""
     offs_b = tl.program_id(0) * BB + tl.arange(0, BB)
     offs_n = tl.program_id(1) * BN + tl.arange(0, BN)
+    s = tl.program_id(2)
+    a0 = s * a_per_split
+    a1 = tl.minimum(a0 + a_per_split, M + 1)
     b_ok = offs_b < B
     n_ok = offs_n < N
     x_rows = x_ptr + offs_b.to(tl.int64) * sxb
@@ -404,26 +415,34 @@ def _taylor2_fwd_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, B, M, N, sxb, sxm, swn, s
         xc = tl.load(x_rows[:, None] + offs_c.to(tl.int64)[None, :] * sxm,
                      mask=b_ok[:, None] & c_ok[None, :], other=0.0).to(CT)
         w_mask = c_ok[:, None] & n_ok[None, :]
-        for a in range(0, M + 1):
+        for a in range(a0, a1):
             # (offs_b * 0 + a) turns a loop index into a vector, as the interpreter's index is an int
             xa = tl.load(x_rows + a * sxm, mask=b_ok & ((offs_b * 0 + a) < M), other=1.0).to(CT)
             col0 = tl.where(a < M, M + a * M, 0)
             w = tl.load(w_cols + (col0 + offs_c.to(tl.int64))[:, None] * swd, mask=w_mask, other=0.0)
             acc = tl.dot((xc * xa[:, None]).to(w.dtype), w, acc, input_precision=PREC, out_dtype=CT)
     if HAS_BIAS:
-        acc += tl.load(bias_ptr + offs_n, mask=n_ok, other=0.0).to(CT)[None, :]
-    tl.store(y_ptr + offs_b.to(tl.int64)[:, None] * syb + offs_n.to(tl.int64)[None, :] * syn,
-             acc.to(y_ptr.dtype.element_ty), mask=b_ok[:, None] & n_ok[None, :])
+        # (offs_n * 0 + s): the interpreter rejects a mask combined with a scalar comparison
+        acc += tl.load(bias_ptr + offs_n, mask=n_ok & ((offs_n * 0 + s) == 0), other=0.0).to(CT)[None, :]
+    o_ptrs = (out_ptr + s.to(tl.int64) * sos + offs_b.to(tl.int64)[:, None] * sob
+              + offs_n.to(tl.int64)[None, :] * son)
+    tl.store(o_ptrs, acc.to(out_ptr.dtype.element_ty), mask=b_ok[:, None] & n_ok[None, :])
 
 
 @triton.jit
-def _taylor2_dx_kernel(g_ptr, x_ptr, w_ptr, dx_ptr, B, M, N, sgb, sgn, sxb, sxm, swn, swd, sdb, sdm,
+def _taylor2_dx_kernel(g_ptr, x_ptr, w_ptr, out_ptr, B, M, N, c_per_split,
+                       sgb, sgn, sxb, sxm, swn, swd, sos, sob, som,
                        CT: tl.constexpr, PREC: tl.constexpr,
                        BB: tl.constexpr, BN: tl.constexpr, BA: tl.constexpr):
     """dx_a = Σ_j g_j (W1[j,a] + Σ_c (W2[j,a,c] + W2[j,c,a]) x_c), with x_c folded into the G tile
-    so every term accumulates into one dot."""
+    so every term accumulates into one dot. Pass c = M is the degree-1 term (x_c = 1, W1 in place
+    of W2[:, a, c], no mirrored column), so the split over axis 2 cuts one uniform loop: program s
+    takes passes [s·c_per_split, (s+1)·c_per_split) and writes out[s]."""
     offs_b = tl.program_id(0) * BB + tl.arange(0, BB)
     offs_a = tl.program_id(1) * BA + tl.arange(0, BA)
+    s = tl.program_id(2)
+    c0 = s * c_per_split
+    c1 = tl.minimum(c0 + c_per_split, M + 1)
     b_ok = offs_b < B
     a_ok = offs_a < M
     x_rows = x_ptr + offs_b.to(tl.int64) * sxb
@@ -437,16 +456,17 @@ def _taylor2_dx_kernel(g_ptr, x_ptr, w_ptr, dx_ptr, B, M, N, sgb, sgn, sxb, sxm,
                     other=0.0)
         w_rows = w_ptr + offs_n.to(tl.int64)[:, None] * swn
         w_mask = n_ok[:, None] & a_ok[None, :]
-        w1 = tl.load(w_rows + a64[None, :] * swd, mask=w_mask, other=0.0)
-        dx = tl.dot(g, w1, dx, input_precision=PREC, out_dtype=CT)
-        for c in range(0, M):
-            xc = tl.load(x_rows + c * sxm, mask=b_ok, other=0.0).to(CT)
-            w_ac = tl.load(w_rows + (M + a64 * M + c)[None, :] * swd, mask=w_mask, other=0.0)
-            w_ca = tl.load(w_rows + (M + c * M + a64)[None, :] * swd, mask=w_mask, other=0.0)
+        for c in range(c0, c1):
+            # (offs_a * 0 + c) turns a loop index into a vector, as the interpreter's index is an int
+            quadratic = (offs_a * 0 + c) < M
+            xc = tl.load(x_rows + c * sxm, mask=b_ok & ((offs_b * 0 + c) < M), other=1.0).to(CT)
+            col_ac = tl.where(quadratic, M + a64 * M + c, a64)
+            w_ac = tl.load(w_rows + col_ac[None, :] * swd, mask=w_mask, other=0.0)
+            w_ca = tl.load(w_rows + (M + c * M + a64)[None, :] * swd, mask=w_mask & quadratic[None, :], other=0.0)
             w_sum = (w_ac.to(CT) + w_ca.to(CT)).to(g.dtype)
             dx = tl.dot((g.to(CT) * xc[:, None]).to(g.dtype), w_sum, dx, input_precision=PREC, out_dtype=CT)
-    tl.store(dx_ptr + offs_b.to(tl.int64)[:, None] * sdb + a64[None, :] * sdm,
-             dx.to(dx_ptr.dtype.element_ty), mask=b_ok[:, None] & a_ok[None, :])
+    tl.store(out_ptr + s.to(tl.int64) * sos + offs_b.to(tl.int64)[:, None] * sob + a64[None, :] * som,
+             dx.to(out_ptr.dtype.element_ty), mask=b_ok[:, None] & a_ok[None, :])
 
 
 @triton.jit
@@ -648,22 +668,30 @@ def _basis_spec(basis: str, degree: int, params: Sequence[float], x: torch.Tenso
     return K, table, meta
 
 
-def _dw_split(row_tiles: int, output_programs: int, device: torch.device, weight_numel: int) -> int:
-    """Row slices for a dW kernel: enough programs to fill the GPU, each still walking ≥ 4 row
-    tiles, at most 32 partial copies of dW and at most 2^26 partial elements in all."""
-    if _FORCE_DW_SPLIT is not None:
-        return max(1, min(_FORCE_DW_SPLIT, row_tiles))
-    if _interpreting() or device.type != "cuda":
+def _split_count(steps: int, output_programs: int, device: torch.device, partial_numel: int,
+                 max_split: Optional[int] = None) -> int:
+    """Slices of a reduction loop of `steps` steps (row tiles, W blocks, …) when each of
+    `output_programs` programs would otherwise walk all of it: about 2·SMs programs in all (1 once
+    the output grid alone reaches that), each slice still ≥ 4 steps, at most max_split partials
+    and 2^26 partial elements (partial_numel per slice). Slices are then evened out so none is
+    empty: a split kernel takes cdiv(steps, split) steps per slice."""
+    if _FORCE_SPLIT is not None:
+        split = max(1, min(_FORCE_SPLIT, steps))
+    elif _interpreting() or device.type != "cuda":
         return 1
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
-    want = triton.cdiv(2 * sms, max(output_programs, 1))
-    return max(1, min(want, triton.cdiv(row_tiles, 4), 32, (1 << 26) // max(weight_numel, 1)))
+    else:
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        want = triton.cdiv(2 * sms, max(output_programs, 1))
+        split = max(1, min(want, triton.cdiv(steps, 4), max_split or want, (1 << 26) // max(partial_numel, 1)))
+    return triton.cdiv(steps, triton.cdiv(steps, split))
 
 
-def _dw_output(weight: torch.Tensor, split: int, acc_dtype: torch.dtype) -> torch.Tensor:
+def _split_output(shape: Tuple[int, ...], split: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(split, *shape) partials in the accumulation dtype; unsplit, the result itself (dtype) behind
+    a unit axis, so the kernel writes it directly and _reduce_split costs nothing."""
     if split == 1:
-        return torch.empty(weight.shape, dtype=weight.dtype, device=weight.device).unsqueeze(0)
-    return torch.empty((split,) + tuple(weight.shape), dtype=acc_dtype, device=weight.device)
+        return torch.empty(shape, dtype=dtype, device=device).unsqueeze(0)
+    return torch.empty((split,) + tuple(shape), dtype=_compute_dtype(dtype), device=device)
 
 
 def _on_device_of_x(fn):
@@ -790,18 +818,23 @@ def expand_linear_forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[
         return y + bias.to(x.dtype) if bias is not None and B > 0 else y
     if basis == "taylor" and degree >= 3:
         return _taylor_linear_forward_chunked(x, weight, bias, degree)
-    y = torch.empty((B, N), dtype=x.dtype, device=x.device)
     blk = _blocks(x.dtype, "fwd")
     bias_arg = bias.contiguous() if bias is not None else x
     grid = (triton.cdiv(B, blk["BB"]), triton.cdiv(N, blk["BN"]))
     prec = _dot_precision(x.dtype)
     if basis == "taylor" and degree == 2:
-        _taylor2_fwd_kernel[grid](x, weight, bias_arg, y, B, M, N, x.stride(0), x.stride(1),
-                                  weight.stride(0), weight.stride(1), y.stride(0), y.stride(1),
-                                  HAS_BIAS=bias is not None, CT=_tl_dtype(x.dtype), PREC=prec,
-                                  BB=blk["BB"], BN=blk["BN"], BC=blk["BM"], num_warps=blk["num_warps"])
-        return y
+        # at small B·N the (row tile, output tile) grid is a handful of programs, each reading all of
+        # W: split its M+1 column blocks over grid axis 2 as well
+        split = _split_count(M + 1, grid[0] * grid[1], x.device, B * N)
+        part = _split_output((B, N), split, x.dtype, x.device)
+        _taylor2_fwd_kernel[grid + (split,)](
+            x, weight, bias_arg, part, B, M, N, triton.cdiv(M + 1, split), x.stride(0), x.stride(1),
+            weight.stride(0), weight.stride(1), part.stride(0), part.stride(1), part.stride(2),
+            HAS_BIAS=bias is not None, CT=_tl_dtype(x.dtype), PREC=prec,
+            BB=blk["BB"], BN=blk["BN"], BC=blk["BM"], num_warps=blk["num_warps"])
+        return _reduce_split(part, x.dtype)
     K, table, meta = _basis_spec(basis, degree, params, x)
+    y = torch.empty((B, N), dtype=x.dtype, device=x.device)
     _linear_fwd_kernel[grid](x, weight, bias_arg, table, y, B, M, N, K, x.stride(0), x.stride(1),
                              weight.stride(0), weight.stride(1), y.stride(0), y.stride(1),
                              HAS_BIAS=bias is not None, PREC=prec, BB=blk["BB"], BN=blk["BN"], BM=blk["BM"],
@@ -829,34 +862,37 @@ def expand_linear_backward(grad_out: torch.Tensor, x: torch.Tensor, weight: torc
         return _taylor_linear_backward_chunked(grad_out, x, weight, degree)
     bx, bw = _blocks(x.dtype, "dx"), _blocks(x.dtype, "dw")
     prec = _dot_precision(x.dtype)
-    acc_dtype = _compute_dtype(x.dtype)
-    grad_x = torch.empty((B, M), dtype=x.dtype, device=x.device)
     dx_grid = (triton.cdiv(B, bx["BB"]), triton.cdiv(M, bx["BM"]))
     row_tiles = triton.cdiv(B, bw["BB"])
     if basis == "taylor" and degree == 2:
         ct = _tl_dtype(x.dtype)
-        _taylor2_dx_kernel[dx_grid](
-            grad_out, x, weight, grad_x, B, M, N, grad_out.stride(0), grad_out.stride(1), x.stride(0),
-            x.stride(1), weight.stride(0), weight.stride(1), grad_x.stride(0), grad_x.stride(1),
+        # the c sum (M+1 passes, each over all of N) is split like the forward's column blocks
+        dx_split = _split_count(M + 1, dx_grid[0] * dx_grid[1], x.device, B * M)
+        dx_part = _split_output((B, M), dx_split, x.dtype, x.device)
+        _taylor2_dx_kernel[dx_grid + (dx_split,)](
+            grad_out, x, weight, dx_part, B, M, N, triton.cdiv(M + 1, dx_split), grad_out.stride(0),
+            grad_out.stride(1), x.stride(0), x.stride(1), weight.stride(0), weight.stride(1),
+            dx_part.stride(0), dx_part.stride(1), dx_part.stride(2),
             CT=ct, PREC=prec, BB=bx["BB"], BN=bx["BN"], BA=bx["BM"], num_warps=bx["num_warps"])
         n_ctiles = triton.cdiv(M, bw["BM"])
         programs = triton.cdiv(N, bw["BN"]) * (M + 1) * n_ctiles
-        split = _dw_split(row_tiles, programs, x.device, weight.numel())
-        part = _dw_output(weight, split, acc_dtype)
+        split = _split_count(row_tiles, programs, x.device, weight.numel(), max_split=_DW_MAX_SPLIT)
+        part = _split_output(tuple(weight.shape), split, weight.dtype, x.device)
         _taylor2_dw_kernel[((M + 1) * n_ctiles, triton.cdiv(N, bw["BN"]), split)](
             grad_out, x, part, B, M, N, triton.cdiv(row_tiles, split) * bw["BB"], n_ctiles,
             grad_out.stride(0), grad_out.stride(1), x.stride(0), x.stride(1),
             part.stride(0), part.stride(1), part.stride(2),
             CT=ct, PREC=prec, BB=bw["BB"], BN=bw["BN"], BC=bw["BM"], num_warps=bw["num_warps"])
-        return grad_x, _reduce_split(part, weight.dtype)
+        return _reduce_split(dx_part, x.dtype), _reduce_split(part, weight.dtype)
     K, table, meta = _basis_spec(basis, degree, params, x)
+    grad_x = torch.empty((B, M), dtype=x.dtype, device=x.device)
     _linear_dx_kernel[dx_grid](
         grad_out, x, weight, table, grad_x, B, M, N, K, grad_out.stride(0), grad_out.stride(1),
         x.stride(0), x.stride(1), weight.stride(0), weight.stride(1), grad_x.stride(0), grad_x.stride(1),
         PREC=prec, BB=bx["BB"], BN=bx["BN"], BM=bx["BM"], num_warps=bx["num_warps"], **meta)
     programs = triton.cdiv(N, bw["BN"]) * triton.cdiv(M, bw["BM"]) * K
-    split = _dw_split(row_tiles, programs, x.device, weight.numel())
-    part = _dw_output(weight, split, acc_dtype)
+    split = _split_count(row_tiles, programs, x.device, weight.numel(), max_split=_DW_MAX_SPLIT)
+    part = _split_output(tuple(weight.shape), split, weight.dtype, x.device)
     _linear_dw_kernel[(triton.cdiv(N, bw["BN"]), triton.cdiv(M, bw["BM"]), K * split)](
         grad_out, x, table, part, B, M, N, K, triton.cdiv(row_tiles, split) * bw["BB"],
         grad_out.stride(0), grad_out.stride(1), x.stride(0), x.stride(1),
@@ -866,7 +902,7 @@ def expand_linear_backward(grad_out: torch.Tensor, x: torch.Tensor, weight: torc
 
 
 def _reduce_split(part: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    # a fixed-order sum over the row slices: deterministic, unlike float atomics
+    # a fixed-order sum over the slices: deterministic, unlike float atomics
     if part.shape[0] == 1:
         return part[0]
     return part.sum(0).to(dtype)

@@ -174,7 +174,7 @@ def test_several_tiles_and_row_splits(basis, degree, params, monkeypatch):
     reproducible."""
     monkeypatch.setattr(kernels, "_INTERPRET_BLOCKS",
                         dict(BB=16, BN=16, BM=16, EB=16, EM=16, TC=16, num_warps=1))
-    monkeypatch.setattr(kernels, "_FORCE_DW_SPLIT", 2)
+    monkeypatch.setattr(kernels, "_FORCE_SPLIT", 2)
     dtype = torch.float64
     B, m, n = 33, 17, 17
     g = torch.Generator().manual_seed(5)
@@ -192,6 +192,42 @@ def test_several_tiles_and_row_splits(basis, degree, params, monkeypatch):
     assert torch.equal(grad_w, kernels.expand_linear_backward(grad_out, x, weight, basis, degree, params)[1])
     close(kernels.expand_forward(x, basis, degree, params), reference.expand(x, basis, degree, params), dtype,
           "features")
+
+
+
+@pytest.mark.skipif(not INTERPRET, reason="tile sizes are only overridable under the interpreter")
+@pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "fp64"])
+@pytest.mark.parametrize("shape", [(5, 7, 3), (17, 9, 18)], ids=lambda s: "x".join(map(str, s)))
+def test_taylor2_split_reductions(shape, dtype, monkeypatch):
+    """Taylor-2 forward (M+1 column blocks of W) and dx (M+1 passes of the c sum) reduced from 3
+    uneven slices, as on a GPU whose output grid is too small to fill it; 16-wide tiles give the
+    17x9x18 case several row and output tiles besides. Must match the reference and be bitwise
+    reproducible."""
+    monkeypatch.setattr(kernels, "_INTERPRET_BLOCKS",
+                        dict(BB=16, BN=16, BM=16, EB=16, EM=16, TC=16, num_warps=1))
+    monkeypatch.setattr(kernels, "_FORCE_SPLIT", 3)
+    splits = []  # what the launchers chose: forward, dx, dW
+    split_count = kernels._split_count
+    monkeypatch.setattr(kernels, "_split_count", lambda *a, **k: splits.append(split_count(*a, **k)) or splits[-1])
+    B, m, n = shape
+    g = torch.Generator().manual_seed(zlib.crc32(f"taylor2-split{shape}".encode()))
+    D = expansion_width("taylor", 2, [], m)
+    x = make_x("taylor", B, m, dtype, g)
+    weight = torch.randn(n, D, generator=g, dtype=torch.float64).to(dtype=dtype, device=DEVICE) / D ** 0.5
+    bias = torch.randn(n, generator=g, dtype=torch.float64).to(dtype=dtype, device=DEVICE)
+    grad_out = torch.randn(B, n, generator=g, dtype=torch.float64).to(dtype=dtype, device=DEVICE)
+
+    y = kernels.expand_linear_forward(x, weight, bias, "taylor", 2, [])
+    grad_x, grad_w = kernels.expand_linear_backward(grad_out, x, weight, "taylor", 2, [])
+    assert splits[0] == 3 and splits[1] == 3, splits
+    y_ref, grad_x_ref, grad_w_ref = reference_linear(x, weight, bias, grad_out, "taylor", 2, [])
+    assert y.dtype == dtype and grad_x.dtype == dtype
+    close(y, y_ref, dtype, "forward")
+    close(grad_x, grad_x_ref, dtype, "grad_x")
+    close(grad_w, grad_w_ref, dtype, "grad_weight")
+    assert torch.equal(y, kernels.expand_linear_forward(x, weight, bias, "taylor", 2, []))
+    grad_x2, grad_w2 = kernels.expand_linear_backward(grad_out, x, weight, "taylor", 2, [])
+    assert torch.equal(grad_x, grad_x2) and torch.equal(grad_w, grad_w2)
 
 
 def test_taylor3_row_chunks(monkeypatch):

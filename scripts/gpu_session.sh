@@ -4,7 +4,7 @@
 # Everything it learns goes under $OUT (logs, the built extension, bench JSON/PNG), so a phase that
 # runs out of time still leaves the earlier phases' results.
 #
-#   PHASES="build test bench"   which phases to run (default: all three)
+#   PHASES="build test tiles bench"   which phases to run (default: build test bench)
 #   BENCH_SUITES="expansion propagation"
 #   PREBUILT=path/to/_C.so       skip the build and use this extension (built by an earlier call)
 #   TEST_TIMEOUT / BENCH_TIMEOUT seconds per phase
@@ -46,6 +46,13 @@ if [[ " $PHASES " == *" test "* ]]; then
     >"$OUT/tests.log" 2>&1
   log "tests rc=$?"
   grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/tests.log" | tail -60
+fi
+
+if [[ " $PHASES " == *" tiles "* ]]; then
+  log "expansion tile sweep"
+  timeout "${TILES_TIMEOUT:-200}" $PY scripts/gpu_expansion_tiles.py --out "$OUT" >"$OUT/tiles.log" 2>&1
+  log "tiles rc=$?"
+  tail -25 "$OUT/tiles.log"
 fi
 
 if [[ " $PHASES " == *" bench "* ]]; then

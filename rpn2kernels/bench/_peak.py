@@ -99,6 +99,27 @@ def _fwd_bwd(case, impl, device):
     return inputs, p, y
 
 
+def device_peak(case, impl, device: torch.device) -> Dict[str, object]:
+    """Peak device memory of one fwd+bwd, measured in the running process: the caching allocator's
+    high-water mark is exact per region, so CUDA needs no fresh process (unlike host RSS)."""
+    _fwd_bwd(case, impl, device)  # warm: compiled kernels, cuBLAS workspaces
+    torch.cuda.empty_cache()
+    inputs = case.make_inputs(device)
+    p = impl.setup(inputs)
+    p.reset()
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    y = p.forward()
+    y.backward(inputs["grad_out"])
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) - base
+    del y, p, inputs
+    torch.cuda.empty_cache()
+    return {"peak_bytes": peak, "device_peak_bytes": peak, "inputs_bytes": base,
+            "method": "torch.cuda.max_memory_allocated over one fwd+bwd after a warm run, in the run's process"}
+
+
 def measure(suite: str, case_name: str, impl_name: str, quick: bool, case_kwargs: Dict, threads: int,
             device: str) -> Dict[str, object]:
     torch.set_num_threads(threads)

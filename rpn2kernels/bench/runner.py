@@ -676,7 +676,13 @@ def run_suite(suite: str, *, quick: bool = False, out_dir: Optional[str] = None,
     limits = best_limits(limits, _limits_for(dev, quick))
     attach_achieved(rows, limits)
     peak_repeats = 1 if quick else 3
-    if peak:
+    if peak and dev.type == "cuda":
+        t0 = time.perf_counter()
+        for case, row in zip(cases, rows):
+            for impl in (i for i in case.impls if row["correct"]):
+                row["impls"][impl.name]["peak"] = _peak.device_peak(case, impl, dev)
+        echo(f"  peak device memory of every case x implementation, in this process ({time.perf_counter() - t0:.1f} s)")
+    elif peak:
         t0 = time.perf_counter()
         jobs = [(suite, row["case"], name, quick, case_kwargs, torch.get_num_threads(), str(dev))
                 for row in rows if row["correct"] for name in row["impls"]]
@@ -714,7 +720,9 @@ def run_suite(suite: str, *, quick: bool = False, out_dir: Optional[str] = None,
                             "unique storages (dedupe by storage data_ptr) of the packed tensors; saved_bytes "
                             "excludes parameter storages (weights are alive anyway) but counts the input x; "
                             "saved_bytes_total counts everything"),
-            "peak_memory": _peak.METHOD + f"; median of {peak_repeats} fresh process(es) per pair",
+            "peak_memory": ("device memory: torch.cuda.max_memory_allocated over one fwd+bwd after a warm run, "
+                            "in the run's process" if dev.type == "cuda"
+                            else _peak.METHOD + f"; median of {peak_repeats} fresh process(es) per pair"),
         },
         "rows": rows,
         "summary": {

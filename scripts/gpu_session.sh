@@ -50,7 +50,7 @@ fi
 
 if [[ " $PHASES " == *" tiles "* ]]; then
   log "expansion tile sweep"
-  timeout "${TILES_TIMEOUT:-200}" $PY scripts/gpu_expansion_tiles.py --out "$OUT" >"$OUT/tiles.log" 2>&1
+  PYTHONPATH=. timeout "${TILES_TIMEOUT:-200}" $PY scripts/gpu_expansion_tiles.py --out "$OUT" >"$OUT/tiles.log" 2>&1
   log "tiles rc=$?"
   tail -25 "$OUT/tiles.log"
 fi

@@ -34,10 +34,11 @@ def report() -> str:
     env = os.environ.get(backends.ENV_VAR)
     lines.append(f"{backends.ENV_VAR}   {env or '(unset)'}")
     lines.append("")
-    lines.append(f"{'op family':<16}{'cpu tensors':<14}{'cuda tensors':<14}")
+    lines.append(f"{'op family':<16}{'cpu tensors':<14}{'cuda fp32/64':<14}{'cuda fp16/bf16':<14}")
     for family in sorted(backends.CUDA_DEFAULTS):
         lines.append(f"{family:<16}{backends.default_backend(family, torch.device('cpu')):<14}"
-                     f"{backends.default_backend(family, torch.device('cuda')):<14}")
+                     f"{backends.default_backend(family, torch.device('cuda')):<14}"
+                     f"{backends.default_backend(family, torch.device('cuda'), torch.bfloat16):<14}")
     lines.append("")
     for device in ("cpu",) + (("cuda",) if torch.cuda.is_available() else ()):
         avail = backends.available_backends(torch.device(device))

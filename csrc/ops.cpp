@@ -31,6 +31,10 @@ TORCH_LIBRARY(rpn2kernels, m) {
   m.def(
       "spmm(Tensor rowptr, Tensor col, Tensor? value, Tensor x, Tensor? base, float alpha, float beta) "
       "-> Tensor");
+  // PageRank power series on a square CSR: Z_0 = c·x, Z_{t+1} = c·x + (1−c)·P·Z_t, returns Z_T
+  // (T = iterations ≥ 0, 0 < c ≤ 1). The spmm above run T times without leaving C++: two
+  // ping-pong buffers, no per-step dispatch or allocation; bitwise the result of T spmm calls.
+  m.def("pagerank_iterate(Tensor rowptr, Tensor col, Tensor? value, Tensor x, float c, int iterations) -> Tensor");
   // Sampled dense-dense product on the CSR pattern: out[e] = <a[row(e)], b[col[e]]>; a (R, F), b (C, F) -> (E,).
   m.def("sddmm(Tensor rowptr, Tensor col, Tensor a, Tensor b) -> Tensor");
   // Edge attention per target row i (rows of the CSR are targets, columns their sources):

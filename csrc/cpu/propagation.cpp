@@ -18,6 +18,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <utility>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -163,6 +164,28 @@ at::Tensor spmm_cpu(const at::Tensor& rowptr, const at::Tensor& col, const c10::
                           static_cast<scalar_t>(beta), out);
   });
   return out;
+}
+
+at::Tensor pagerank_iterate_cpu(const at::Tensor& rowptr, const at::Tensor& col,
+                                const c10::optional<at::Tensor>& value, const at::Tensor& x, double c,
+                                int64_t iterations) {
+  check_pagerank_iterate(rowptr, col, value, x, c, iterations);
+  check_cpu_backend(x, "x");
+  check_rowptr_ends(rowptr, col.numel());
+  const at::Tensor xc = x.contiguous(), rpc = rowptr.contiguous(), cc = col.contiguous();
+  const bool has_value = value.has_value() && value->defined();
+  const at::Tensor vc = has_value ? value->contiguous() : at::Tensor();
+  at::Tensor z = xc * c;
+  if (iterations == 0) return z;
+  at::Tensor next = at::empty_like(z);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_pagerank_iterate_cpu", [&] {
+    for (int64_t t = 0; t < iterations; ++t) {
+      spmm_kernel<scalar_t>(rpc, cc, has_value ? vc.data_ptr<scalar_t>() : nullptr, z, xc.data_ptr<scalar_t>(),
+                            static_cast<scalar_t>(1.0 - c), static_cast<scalar_t>(c), next);
+      std::swap(z, next);
+    }
+  });
+  return z;
 }
 
 at::Tensor sddmm_cpu(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& a, const at::Tensor& b) {
@@ -429,6 +452,7 @@ at::Tensor chain_scan_cpu(const at::Tensor& x, bool reverse) {
 
 TORCH_LIBRARY_IMPL(rpn2kernels, CPU, m) {
   m.impl("spmm", &spmm_cpu);
+  m.impl("pagerank_iterate", &pagerank_iterate_cpu);
   m.impl("sddmm", &sddmm_cpu);
   m.impl("edge_attention", &edge_attention_cpu);
   m.impl("edge_attention_backward", &edge_attention_backward_cpu);

@@ -32,6 +32,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <utility>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -429,6 +430,19 @@ const scalar_t* ptr_or_null(const at::Tensor& t) {
   return t.defined() ? t.const_data_ptr<scalar_t>() : nullptr;
 }
 
+// out = alpha·P·x + beta·base on the current stream; inputs contiguous, out (R, F) allocated, R·F > 0.
+template <typename scalar_t>
+void launch_spmm(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& value, const at::Tensor& x,
+                 const scalar_t* base, at::Tensor& out, double alpha, double beta) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t R = out.size(0), F = out.size(1);
+  spmm_kernel<scalar_t><<<grid_warps(R), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+      rowptr.const_data_ptr<int64_t>(), col.const_data_ptr<int64_t>(), ptr_or_null<scalar_t>(value),
+      x.const_data_ptr<scalar_t>(), base, out.mutable_data_ptr<scalar_t>(), R, F, static_cast<acc_t>(alpha),
+      static_cast<acc_t>(beta));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 at::Tensor spmm_cuda(const at::Tensor& rowptr_in, const at::Tensor& col_in, const c10::optional<at::Tensor>& value_in,
                      const at::Tensor& x_in, const c10::optional<at::Tensor>& base_in, double alpha, double beta) {
   const int64_t R = check_spmm(rowptr_in, col_in, value_in, x_in, base_in);
@@ -439,16 +453,30 @@ at::Tensor spmm_cuda(const at::Tensor& rowptr_in, const at::Tensor& col_in, cons
   if (R == 0 || F == 0) return out;
   const at::Tensor rowptr = rowptr_in.contiguous(), col = col_in.contiguous(), x = x_in.contiguous();
   const at::Tensor value = contiguous_or_undefined(value_in), base = contiguous_or_undefined(base_in);
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "rpn2kernels_spmm_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    spmm_kernel<scalar_t><<<grid_warps(R), kThreads, 0, stream>>>(
-        rowptr.const_data_ptr<int64_t>(), col.const_data_ptr<int64_t>(), ptr_or_null<scalar_t>(value),
-        x.const_data_ptr<scalar_t>(), ptr_or_null<scalar_t>(base), out.mutable_data_ptr<scalar_t>(), R, F,
-        static_cast<acc_t>(alpha), static_cast<acc_t>(beta));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    launch_spmm<scalar_t>(rowptr, col, value, x, ptr_or_null<scalar_t>(base), out, alpha, beta);
   });
   return out;
+}
+
+at::Tensor pagerank_iterate_cuda(const at::Tensor& rowptr_in, const at::Tensor& col_in,
+                                 const c10::optional<at::Tensor>& value_in, const at::Tensor& x_in, double c,
+                                 int64_t iterations) {
+  check_pagerank_iterate(rowptr_in, col_in, value_in, x_in, c, iterations);
+  check_cuda(x_in, "x");
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const at::Tensor rowptr = rowptr_in.contiguous(), col = col_in.contiguous(), x = x_in.contiguous();
+  const at::Tensor value = contiguous_or_undefined(value_in);
+  at::Tensor z = x * c;
+  if (iterations == 0 || x.numel() == 0) return z;
+  at::Tensor next = at::empty_like(z);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "rpn2kernels_pagerank_iterate_cuda", [&] {
+    for (int64_t t = 0; t < iterations; ++t) {
+      launch_spmm<scalar_t>(rowptr, col, value, z, x.const_data_ptr<scalar_t>(), next, 1.0 - c, c);
+      std::swap(z, next);
+    }
+  });
+  return z;
 }
 
 at::Tensor sddmm_cuda(const at::Tensor& rowptr_in, const at::Tensor& col_in, const at::Tensor& a_in,
@@ -617,6 +645,7 @@ at::Tensor chain_scan_cuda(const at::Tensor& x_in, bool reverse) {
 
 TORCH_LIBRARY_IMPL(rpn2kernels, CUDA, m) {
   m.impl("spmm", &rpn2kernels::propagation::spmm_cuda);
+  m.impl("pagerank_iterate", &rpn2kernels::propagation::pagerank_iterate_cuda);
   m.impl("sddmm", &rpn2kernels::propagation::sddmm_cuda);
   m.impl("edge_attention", &rpn2kernels::propagation::edge_attention_cuda);
   m.impl("edge_attention_backward", &rpn2kernels::propagation::edge_attention_backward_cuda);

@@ -47,6 +47,7 @@ import json
 import math
 import os
 import platform
+import re
 import socket
 import sys
 import time
@@ -740,7 +741,7 @@ def run_suite(suite: str, *, quick: bool = False, out_dir: Optional[str] = None,
     if write:
         out_dir = out_dir or default_out_dir()
         os.makedirs(out_dir, exist_ok=True)
-        stem = f"{socket.gethostname()}-{_dt.date.today():%Y%m%d}-{suite}" + ("-quick" if quick else "")
+        stem = f"{_machine_tag(dev)}-{_dt.date.today():%Y%m%d}-{suite}" + ("-quick" if quick else "")
         json_path = os.path.join(out_dir, stem + ".json")
         png_path = os.path.join(out_dir, stem + ".png")
         result["files"] = {"json": json_path, "png": png_path}
@@ -749,6 +750,14 @@ def run_suite(suite: str, *, quick: bool = False, out_dir: Optional[str] = None,
         plot(result, png_path)
         echo(f"wrote {json_path} and {png_path}")
     return result
+
+
+def _machine_tag(dev: torch.device) -> str:
+    """Result file prefix: the GPU's name on CUDA ("h100-80gb-hbm3"), else the host name."""
+    if dev.type == "cuda":
+        name = re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(dev).lower()).strip("-")
+        return name[len("nvidia-"):] if name.startswith("nvidia-") else name
+    return socket.gethostname()
 
 
 def _median_peak(results: Sequence[Dict[str, object]]) -> Dict[str, object]:

@@ -3,7 +3,7 @@
 Two layers:
 
 * **Kernel ops** (schemas in csrc/ops.cpp; CPU/CUDA kernels in csrc/, Triton twins
-  ``rpn2kernels::triton_*`` here): ``spmm``, ``sddmm``, ``edge_attention``,
+  ``rpn2kernels::triton_*`` here): ``spmm``, ``pagerank_iterate``, ``sddmm``, ``edge_attention``,
   ``edge_attention_backward``, ``chain_filter``, ``chain_scan``. The chain ops carry their own
   autograd (their adjoints need no extra structure). The CSR kernels are differentiated through:
 * **Graph ops** (``rpn2kernels::graph_spmm``, ``graph_attention``, ``pagerank``), which take the
@@ -37,6 +37,13 @@ def _triton_kernels():
 def triton_spmm(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, base: Optional[Tensor],
                 alpha: float, beta: float) -> Tensor:
     return _triton_kernels().spmm(rowptr, col, value, x, base, alpha, beta)
+
+
+@torch.library.custom_op("rpn2kernels::triton_pagerank_iterate", mutates_args=())
+def triton_pagerank_iterate(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, c: float,
+                            iterations: int) -> Tensor:
+    # no launch to save here: each step is one Triton launch from Python either way
+    return _triton_kernels().pagerank_iterate(rowptr, col, value, x, c, iterations)
 
 
 @torch.library.custom_op("rpn2kernels::triton_sddmm", mutates_args=())
@@ -73,6 +80,10 @@ def triton_chain_scan(x: Tensor, reverse: bool) -> Tensor:
 
 def _fake_spmm(rowptr, col, value, x, base, alpha, beta):
     return x.new_empty((rowptr.shape[0] - 1, x.shape[1]))
+
+
+def _fake_pagerank_iterate(rowptr, col, value, x, c, iterations):
+    return x.new_empty(x.shape)
 
 
 def _fake_sddmm(rowptr, col, a, b):
@@ -125,7 +136,7 @@ def _register_chain_autograd(prefix: str) -> None:
 
 
 def _register(prefix: str) -> None:
-    for name, fake in (("spmm", _fake_spmm), ("sddmm", _fake_sddmm), ("edge_attention", _fake_edge_attention),
+    for name, fake in (("spmm", _fake_spmm), ("pagerank_iterate", _fake_pagerank_iterate), ("sddmm", _fake_sddmm), ("edge_attention", _fake_edge_attention),
                        ("edge_attention_backward", _fake_edge_attention_backward),
                        ("chain_filter", _fake_chain_filter), ("chain_scan", _fake_chain_scan)):
         torch.library.register_fake(f"rpn2kernels::{prefix}{name}")(fake)
@@ -298,10 +309,7 @@ def pagerank_iterations(c: float, tol: float) -> int:
 
 
 def _pagerank_iterate(rowptr, col, value, x, c, iterations, backend):
-    z = x * c
-    for _ in range(iterations):
-        z = spmm_kernel(rowptr, col, value, z, x, 1.0 - c, c, backend)
-    return z
+    return _kernel("pagerank_iterate", backend)(rowptr, col, value, x, float(c), int(iterations))
 
 
 @torch.library.custom_op("rpn2kernels::pagerank", mutates_args=())

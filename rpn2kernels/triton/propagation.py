@@ -591,6 +591,24 @@ def spmm(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.Tensor],
     return out
 
 
+def pagerank_iterate(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.Tensor], x: torch.Tensor,
+                     c: float, iterations: int) -> torch.Tensor:
+    """Z_T of Z_0 = c·x, Z_{t+1} = c·x + (1−c)·P·Z_t on a square CSR: ``iterations`` spmm launches."""
+    _check_floating("x", x, 2)
+    R = _check_csr(rowptr, col, x, "x")
+    if R != x.shape[0]:
+        raise ValueError(f"pagerank_iterate needs a square graph: rowptr has R={R} rows, x has {x.shape[0]}")
+    if not 0.0 < c <= 1.0:
+        raise ValueError(f"c must be in (0, 1], got {c}")
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0, got {iterations}")
+    x = x.contiguous()
+    z = x * c
+    for _ in range(iterations):
+        z = spmm(rowptr, col, value, z, x, 1.0 - c, c)
+    return z
+
+
 @_on_device_of("a")
 def sddmm(rowptr: torch.Tensor, col: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """out[e] = <a[row(e)], b[col[e]]>: (E,) in a's dtype."""
@@ -768,4 +786,4 @@ def chain_scan(x: torch.Tensor, reverse: bool) -> torch.Tensor:
     return out
 
 
-__all__ = ["spmm", "sddmm", "edge_attention", "edge_attention_backward", "chain_filter", "chain_scan"]
+__all__ = ["spmm", "pagerank_iterate", "sddmm", "edge_attention", "edge_attention_backward", "chain_filter", "chain_scan"]

@@ -301,6 +301,8 @@ def test_opcheck(backend_device):
     kernels = torch.ops.rpn2kernels
     xd = x.detach()
     torch.library.opcheck(getattr(kernels, f"{prefix}spmm"), (graph.rowptr, graph.col, graph.value, xd, xd, 0.5, 2.0))
+    torch.library.opcheck(getattr(kernels, f"{prefix}pagerank_iterate"), (graph.rowptr, graph.col, graph.value, xd,
+                                                                          0.2, 4))
     torch.library.opcheck(getattr(kernels, f"{prefix}sddmm"), (graph.rowptr, graph.col, xd, xd))
     out, lse = getattr(kernels, f"{prefix}edge_attention")(graph.rowptr, graph.col, graph.value, q.detach(),
                                                             k.detach(), v.detach(), 0.7)
@@ -333,6 +335,49 @@ def test_deterministic_bitwise(backend_device):
         torch.use_deterministic_algorithms(previous)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend_device", compiled_backend_params())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("graph_name", ["random", "isolated-and-empty-rows", "single-node", "no-edges"])
+@pytest.mark.parametrize("F_, iterations", [(1, 0), (7, 1), (37, 9), (0, 3)], ids=["F1-T0", "F7-T1", "F37-T9", "F0-T3"])
+def test_pagerank_iterate_is_the_spmm_loop(backend_device, dtype, graph_name, F_, iterations):
+    """The one-call series equals, bitwise, the T spmm calls it replaces on the same backend, and
+    the reference series within tolerance."""
+    backend, device = backend_device
+    edge_index, n = GRAPHS[graph_name]
+    graph = Graph.from_edge_index(edge_index, n, self_loops=True, normalization="column").to(device=device,
+                                                                                              dtype=dtype)
+    x = torch.randn(n, 13, dtype=dtype, device=device)[:, :F_]  # non-contiguous when F_ < 13
+    c = 0.2
+    prefix = "triton_" if backend == "triton" else ""
+    spmm, series = (getattr(torch.ops.rpn2kernels, prefix + name) for name in ("spmm", "pagerank_iterate"))
+    xc = x.contiguous()
+    z = xc * c
+    for _ in range(iterations):
+        z = spmm(graph.rowptr, graph.col, graph.value, z, xc, 1.0 - c, c)
+    got = series(graph.rowptr, graph.col, graph.value, x, c, iterations)
+    assert torch.equal(got, z)
+    expected = xc * c
+    for _ in range(iterations):
+        expected = reference.spmm(graph.rowptr, graph.col, graph.value, expected, xc, 1.0 - c, c)
+    torch.testing.assert_close(got, expected, **scaled_tolerance(dtype, expected))
+
+
+@pytest.mark.parametrize("backend_device", compiled_backend_params())
+def test_pagerank_iterate_bad_input(backend_device):
+    backend, device = backend_device
+    prefix = "triton_" if backend == "triton" else ""
+    series = getattr(torch.ops.rpn2kernels, prefix + "pagerank_iterate")
+    rowptr, col = torch.tensor([0, 1, 2], device=device), torch.tensor([1, 0], device=device)
+    x = torch.randn(2, 3, device=device)
+    error = RuntimeError if backend != "triton" else ValueError
+    with pytest.raises(error, match="square graph: rowptr has R=2 rows, x has 3"):
+        series(rowptr, col, None, torch.randn(3, 3, device=device), 0.2, 2)
+    with pytest.raises(error, match="iterations must be >= 0, got -1"):
+        series(rowptr, col, None, x, 0.2, -1)
+    with pytest.raises(error, match=r"c must be in \(0, 1\], got 1.5"):
+        series(rowptr, col, None, x, 1.5, 2)
 
 
 @pytest.mark.parametrize("backend_device", backend_device_params())

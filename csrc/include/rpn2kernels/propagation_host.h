@@ -56,6 +56,20 @@ inline int64_t check_spmm(const at::Tensor& rowptr, const at::Tensor& col, const
   return R;
 }
 
+// Checks the arguments of pagerank_iterate (spmm's, with base = x, so the graph must be square); returns R.
+inline int64_t check_pagerank_iterate(const at::Tensor& rowptr, const at::Tensor& col,
+                                      const c10::optional<at::Tensor>& value, const at::Tensor& x, double c,
+                                      int64_t iterations) {
+  check_matrix(x, "x");
+  const int64_t R = check_csr(rowptr, col, x);
+  TORCH_CHECK(R == x.size(0), "rpn2kernels: pagerank_iterate needs a square graph: rowptr has R=", R,
+              " rows, x has ", x.size(0));
+  check_edge_values(value, col, x, "value");
+  TORCH_CHECK(c > 0.0 && c <= 1.0, "rpn2kernels: c must be in (0, 1], got ", c);
+  TORCH_CHECK(iterations >= 0, "rpn2kernels: iterations must be >= 0, got ", iterations);
+  return R;
+}
+
 inline int64_t check_sddmm(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& a, const at::Tensor& b) {
   check_matrix(a, "a");
   check_matrix(b, "b");

@@ -1088,17 +1088,26 @@ def cases(quick: bool, device: Optional[torch.device] = None, tiny: bool = False
 # One-shot measurements (suite_info, main process only) and the subprocess that runs G3's
 
 
-def _fresh_peak_start() -> Tuple[int, bool]:
+def _fresh_peak_start(dev: torch.device) -> Tuple[int, bool]:
+    """Start of a peak-memory window: host RSS high-water mark on CPU, the caching allocator's
+    device high-water mark on CUDA (host RSS says nothing about GPU tensors)."""
     from .._peak import _malloc_trim, _reset_hwm, _status_bytes
 
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        return torch.cuda.memory_allocated(dev), True
     _malloc_trim()
     resettable = _reset_hwm()
     return _status_bytes("VmRSS"), resettable
 
 
-def _peak_since(base: int, resettable: bool) -> Optional[int]:
+def _peak_since(base: int, resettable: bool, dev: torch.device) -> Optional[int]:
     from .._peak import _status_bytes
 
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        return max(0, torch.cuda.max_memory_allocated(dev) - base)
     return max(0, _status_bytes("VmHWM") - base) if resettable else None
 
 
@@ -1166,14 +1175,15 @@ def g3_measurement(graph_name: str, F_: int, dev: torch.device, dense_f64_check:
 
     # ours: Graph build + first forward + backward
     x = x0.clone().to(dev).requires_grad_()
-    base, resettable = _fresh_peak_start()
+    base, resettable = _fresh_peak_start(dev)
     t0 = time.perf_counter()
     G = Graph.from_edge_index(links.to(dev), N, directed=not undirected, normalization="column")
     y = functional.pagerank(G, x, C)
     y.backward(grad.to(dev))
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    out["ours"] = {"build_first_fwdbwd_s": time.perf_counter() - t0, "peak_bytes": _peak_since(base, resettable),
+    out["ours"] = {"build_first_fwdbwd_s": time.perf_counter() - t0,
+                   "peak_bytes": _peak_since(base, resettable, dev),
                    "label": "Graph.from_edge_index(directed=False, normalization='column') + functional.pagerank "
                             "fwd + bwd"}
     y_ours, gx_ours = y.detach().cpu(), x.grad.detach().cpu()
@@ -1189,12 +1199,13 @@ def g3_measurement(graph_name: str, F_: int, dev: torch.device, dense_f64_check:
     # tinyBIG: topology + to_matrix + normalisation + dense inverse + first forward + backward
     xt = x0.clone().to(dev).requires_grad_()
     link_list = [tuple(pair) for pair in links.t().tolist()]   # tinyBIG's input: a list of (u, v) links
-    base, resettable = _fresh_peak_start()
+    base, resettable = _fresh_peak_start(dev)
     t0 = time.perf_counter()
     A, y = _tb_pagerank_first(N, link_list, undirected, xt, grad.to(dev))
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    out["tinybig"] = {"build_first_fwdbwd_s": time.perf_counter() - t0, "peak_bytes": _peak_since(base, resettable),
+    out["tinybig"] = {"build_first_fwdbwd_s": time.perf_counter() - t0,
+                      "peak_bytes": _peak_since(base, resettable, dev),
                       "label": "graph topology + to_matrix (scipy COO, densified column normalisation) + "
                                "c·torch.inverse(I − (1−c)Â) (dense N×N) + torch.matmul(A.t(), X) fwd + bwd"}
     y_tb, gx_tb = y.detach().cpu(), xt.grad.detach().cpu()
@@ -1286,7 +1297,7 @@ def g5_measurement(graph_name: str, m: int, seed: int, dev: torch.device, reps: 
             p = prepared[name]
             p.reset()
             if r == 0:
-                base, resettable = _fresh_peak_start()
+                base, resettable = _fresh_peak_start(dev)
             t0 = time.perf_counter()
             y = p.forward()
             y.backward(grad_out)
@@ -1294,7 +1305,7 @@ def g5_measurement(graph_name: str, m: int, seed: int, dev: torch.device, reps: 
                 torch.cuda.synchronize(dev)
             out["impls"][name]["fwdbwd_s"].append(time.perf_counter() - t0)
             if r == 0:
-                out["impls"][name]["peak_bytes"] = _peak_since(base, resettable)
+                out["impls"][name]["peak_bytes"] = _peak_since(base, resettable, dev)
                 got = {"output": y.detach(), **p.grads()}
                 out["impls"][name]["check"] = {k: _rel_error(got[k], v) for k, v in want.items() if k in got}
             del y

@@ -59,6 +59,17 @@ def test_run_suite_writes_complete_json(tmp_path, keep_threads):
         assert row["impls"]["ours"]["saved_bytes"] < row["impls"]["tinybig"]["saved_bytes"]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_run_suite_on_cuda_measures_device_peak(tmp_path, keep_threads):
+    result = runner.run_suite(
+        "expansion", quick=True, out_dir=str(tmp_path), threads=2, device="cuda", warmup=1, runs=3,
+        case_kwargs={"tiny": True, "bases": ["chebyshev"]}, echo=lambda s: None)
+    assert os.path.basename(result["files"]["json"]).startswith(runner._machine_tag(torch.device("cuda")))
+    for impl in result["rows"][0]["impls"].values():
+        # one fwd+bwd allocates at least the output and the weight gradient on the device
+        assert impl["peak"]["device_peak_bytes"] > 0, impl["peak"]
+
+
 def test_correctness_gate_fails_the_row():
     case = expansion.cases(quick=True, tiny=True, bases=["chebyshev"])[0]
     ours = next(i for i in case.impls if i.name == "ours")

@@ -680,7 +680,9 @@ def run_suite(suite: str, *, quick: bool = False, out_dir: Optional[str] = None,
     if peak and dev.type == "cuda":
         t0 = time.perf_counter()
         for case, row in zip(cases, rows):
-            for impl in (i for i in case.impls if row["correct"]):
+            if not row["correct"]:
+                continue
+            for impl in case.impls:
                 row["impls"][impl.name]["peak"] = _peak.device_peak(case, impl, dev)
         echo(f"  peak device memory of every case x implementation, in this process ({time.perf_counter() - t0:.1f} s)")
     elif peak:

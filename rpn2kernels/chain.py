@@ -92,7 +92,47 @@ def odd_reflection(x: Tensor, half_width: int) -> Tensor:
 
 
 def _reflected_filter(x: Tensor, taps: List[float], backend: str) -> Tensor:
-    """f(S_sym)ᵀ·x on the path for centred symmetric taps, in one filter pass."""
+    """f(S_sym)ᵀ·x on the path for centred symmetric taps, in one filter pass. On the kernel backends
+    one custom op whose backward is itself (see reflected_chain_filter); the reference keeps plain
+    autograd, so double backward works there."""
+    if backend == "reference":
+        return _reflected_filter_pass(x, taps, backend)
+    return reflected_chain_filter(x, list(taps), backend)
+
+
+@torch.library.custom_op("rpn2kernels::reflected_chain_filter", mutates_args=())
+def reflected_chain_filter(x: Tensor, taps: List[float], backend: str) -> Tensor:
+    """f(S_sym)·x on the path (x: (b, L, m)) for centred symmetric taps g(−T) … g(T)."""
+    if list(taps) != list(taps)[::-1]:
+        raise ValueError(f"taps must be symmetric (g(-d) = g(d)), got {list(taps)}")
+    return _reflected_filter_pass(x.contiguous(), taps, backend)
+
+
+@reflected_chain_filter.register_fake
+def _(x, taps, backend):
+    # the real output is the crop of the filtered extension (a view, no copy): same strides here
+    half, (b, L, m) = len(taps) // 2, x.shape
+    if half <= 1:
+        return x.new_empty(x.shape)
+    return x.new_empty((b, L + 2 * half, m))[:, half:half + L]
+
+
+def _reflected_filter_backward(ctx, grad):
+    # f(S_sym) is a symmetric matrix (a function of the symmetric S_sym), so the adjoint is the
+    # same operator: one reflection and one filter pass, instead of autograd through the filter's
+    # adjoint on the extended sequence, the crop and the reflection's cat/flip/neg.
+    return reflected_chain_filter(grad.contiguous(), ctx.taps, ctx.backend), None, None
+
+
+def _reflected_filter_setup(ctx, inputs, output):
+    _, ctx.taps, ctx.backend = inputs
+
+
+torch.library.register_autograd("rpn2kernels::reflected_chain_filter", _reflected_filter_backward,
+                                setup_context=_reflected_filter_setup)
+
+
+def _reflected_filter_pass(x: Tensor, taps: List[float], backend: str) -> Tensor:
     half = len(taps) // 2
     if half <= 1:  # a 3-tap stencil: the odd reflection's first value is 0, as zero padding
         return _ops.chain_filter(x, taps, -half, None, 0.0, backend)

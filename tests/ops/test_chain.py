@@ -145,6 +145,14 @@ def test_chain_gradcheck_and_opcheck(backend_device):
     for variant, bi in (("multihop", True), ("exponential_approx", False), ("inverse_approx", False)):
         assert torch.autograd.gradcheck(
             lambda a: F.chain_propagate(a, variant, 2, bidirectional=bi, accumulative=True, backend=backend), (x,))
+    # the bi-directional filters' custom op, whose backward is the op itself (f(S_sym) is symmetric):
+    # 5 taps (one image each side at L = 6) and 17 taps (images beyond one period)
+    from rpn2kernels.chain import reflected_chain_filter
+    for taps in ([0.2, 1.0, 3.0, 1.0, 0.2], [0.1 * (1 + min(k, 16 - k)) for k in range(17)]):
+        assert torch.autograd.gradcheck(lambda a: reflected_chain_filter(a, taps, backend), (x,))
+        torch.library.opcheck(reflected_chain_filter, (x, taps, backend))
+    with pytest.raises(ValueError, match="taps must be symmetric"):
+        reflected_chain_filter(x, [1.0, 2.0, 3.0], backend)
 
 
 @pytest.mark.parametrize("backend_device", compiled_backend_params())

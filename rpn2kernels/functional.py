@@ -185,10 +185,7 @@ def pagerank(graph, x: Tensor, c: float = 0.15, *, tol: float = 1e-6, max_iter: 
         raise ValueError(f"c must be in (0, 1], got {c}")
     rowptr, col, value, t_rowptr, t_col, t_value = _graph_arrays(graph, x.dtype)
     if chosen == "reference":
-        z = x * c
-        for _ in range(steps):
-            z = _propagation_reference.spmm(rowptr, col, value, z, x, 1.0 - c, c)
-        return z
+        return _propagation_reference.pagerank_iterate(rowptr, col, value, x, c, steps)
     return _propagation_ops.pagerank(rowptr, col, value, t_rowptr, t_col, t_value, x, float(c), int(steps), chosen)
 
 

@@ -18,11 +18,11 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <utility>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "rpn2kernels/propagation_host.h"

@@ -32,11 +32,11 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <utility>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <tuple>
+#include <utility>
 
 #include "rpn2kernels/propagation_host.h"
 #include "rpn2kernels/propagation_math.h"

@@ -99,6 +99,19 @@ def _fwd_bwd(case, impl, device):
     return inputs, p, y
 
 
+def device_window_start(device: torch.device) -> int:
+    """Opens a device peak-memory window: the bytes allocated now (the caching allocator's high-water
+    mark is reset, so device_window_peak reads the peak since this call)."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.memory_allocated(device)
+
+
+def device_window_peak(device: torch.device, base: int) -> int:
+    torch.cuda.synchronize(device)
+    return max(0, torch.cuda.max_memory_allocated(device) - base)
+
+
 def device_peak(case, impl, device: torch.device) -> Dict[str, object]:
     """Peak device memory of one fwd+bwd, measured in the running process: the caching allocator's
     high-water mark is exact per region, so CUDA needs no fresh process (unlike host RSS)."""
@@ -107,13 +120,10 @@ def device_peak(case, impl, device: torch.device) -> Dict[str, object]:
     inputs = case.make_inputs(device)
     p = impl.setup(inputs)
     p.reset()
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    base = torch.cuda.memory_allocated(device)
+    base = device_window_start(device)
     y = p.forward()
     y.backward(inputs["grad_out"])
-    torch.cuda.synchronize(device)
-    peak = torch.cuda.max_memory_allocated(device) - base
+    peak = device_window_peak(device, base)
     del y, p, inputs
     torch.cuda.empty_cache()
     return {"peak_bytes": peak, "device_peak_bytes": peak, "inputs_bytes": base,
@@ -138,16 +148,13 @@ def measure(suite: str, case_name: str, impl_name: str, quick: bool, case_kwargs
     p.reset()
     _malloc_trim()
     if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        device_base = torch.cuda.memory_allocated(dev)
+        device_base = device_window_start(dev)
     if resettable:
         _reset_hwm()
     base = _status_bytes("VmRSS")
     y = p.forward()
     y.backward(inputs["grad_out"])
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+    device_peak_bytes = device_window_peak(dev, device_base) if dev.type == "cuda" else None
     if resettable:
         hwm = _status_bytes("VmHWM")
         method = "VmHWM after clear_refs"
@@ -159,8 +166,8 @@ def measure(suite: str, case_name: str, impl_name: str, quick: bool, case_kwargs
         "inputs_bytes": max(0, base - before_inputs),
         "method": method,
     }
-    if dev.type == "cuda":
-        out["device_peak_bytes"] = torch.cuda.max_memory_allocated(dev) - device_base
+    if device_peak_bytes is not None:
+        out["device_peak_bytes"] = device_peak_bytes
     del y, p, inputs
     return out
 

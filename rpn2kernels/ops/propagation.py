@@ -136,7 +136,8 @@ def _register_chain_autograd(prefix: str) -> None:
 
 
 def _register(prefix: str) -> None:
-    for name, fake in (("spmm", _fake_spmm), ("pagerank_iterate", _fake_pagerank_iterate), ("sddmm", _fake_sddmm), ("edge_attention", _fake_edge_attention),
+    for name, fake in (("spmm", _fake_spmm), ("pagerank_iterate", _fake_pagerank_iterate), ("sddmm", _fake_sddmm),
+                       ("edge_attention", _fake_edge_attention),
                        ("edge_attention_backward", _fake_edge_attention_backward),
                        ("chain_filter", _fake_chain_filter), ("chain_scan", _fake_chain_scan)):
         torch.library.register_fake(f"rpn2kernels::{prefix}{name}")(fake)

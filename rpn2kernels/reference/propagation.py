@@ -32,6 +32,15 @@ def spmm(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, base: 
     return out
 
 
+def pagerank_iterate(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, c: float,
+                     iterations: int) -> Tensor:
+    """Z_T of Z_0 = c·x, Z_{t+1} = c·x + (1−c)·P·Z_t (differentiable through autograd)."""
+    z = x * c
+    for _ in range(iterations):
+        z = spmm(rowptr, col, value, z, x, 1.0 - c, c)
+    return z
+
+
 def sddmm(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """out[e] = <a[row(e)], b[col[e]]>."""
     return (a[csr_rows(rowptr)] * b[col]).sum(1)

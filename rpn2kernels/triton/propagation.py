@@ -786,4 +786,5 @@ def chain_scan(x: torch.Tensor, reverse: bool) -> torch.Tensor:
     return out
 
 
-__all__ = ["spmm", "pagerank_iterate", "sddmm", "edge_attention", "edge_attention_backward", "chain_filter", "chain_scan"]
+__all__ = ["spmm", "pagerank_iterate", "sddmm", "edge_attention", "edge_attention_backward", "chain_filter",
+           "chain_scan"]

@@ -1091,23 +1091,20 @@ def cases(quick: bool, device: Optional[torch.device] = None, tiny: bool = False
 def _fresh_peak_start(dev: torch.device) -> Tuple[int, bool]:
     """Start of a peak-memory window: host RSS high-water mark on CPU, the caching allocator's
     device high-water mark on CUDA (host RSS says nothing about GPU tensors)."""
-    from .._peak import _malloc_trim, _reset_hwm, _status_bytes
+    from .._peak import _malloc_trim, _reset_hwm, _status_bytes, device_window_start
 
     if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        return torch.cuda.memory_allocated(dev), True
+        return device_window_start(dev), True
     _malloc_trim()
     resettable = _reset_hwm()
     return _status_bytes("VmRSS"), resettable
 
 
 def _peak_since(base: int, resettable: bool, dev: torch.device) -> Optional[int]:
-    from .._peak import _status_bytes
+    from .._peak import _status_bytes, device_window_peak
 
     if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-        return max(0, torch.cuda.max_memory_allocated(dev) - base)
+        return device_window_peak(dev, base)
     return max(0, _status_bytes("VmHWM") - base) if resettable else None
 
 

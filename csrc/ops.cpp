@@ -3,11 +3,36 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "cpu/isa.h"
+
+namespace {
+
+// rpn2kernels._C.cpu_isa(name=None) -> str: the instruction set the CPU kernels with hand-vectorised
+// copies use now; with a name ("generic", "avx2" or "auto") it first selects that copy and raises
+// ValueError if this CPU or build cannot run it.
+PyObject* cpu_isa(PyObject*, PyObject* args) {
+  const char* name = nullptr;
+  if (!PyArg_ParseTuple(args, "|z", &name)) return nullptr;
+  if (name != nullptr && !rpn2kernels::cpu::set_active_isa(name)) {
+    PyErr_Format(PyExc_ValueError,
+                 "rpn2kernels: cpu_isa must be 'auto', 'generic' or a supported ISA ('avx2' needs an x86-64 CPU "
+                 "with AVX2 and FMA), got '%s'",
+                 name);
+    return nullptr;
+  }
+  return PyUnicode_FromString(rpn2kernels::cpu::isa_name(rpn2kernels::cpu::active_isa()));
+}
+
+PyMethodDef methods[] = {{"cpu_isa", cpu_isa, METH_VARARGS, "The CPU kernels' instruction set (and select one)."},
+                         {nullptr, nullptr, 0, nullptr}};
+
+}  // namespace
+
 extern "C" {
 // Importing rpn2kernels._C runs the static TORCH_LIBRARY initialisers below; the module itself
-// is empty.
+// only carries cpu_isa.
 PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
   return PyModule_Create(&module_def);
 }
 }
@@ -55,4 +80,9 @@ TORCH_LIBRARY(rpn2kernels, m) {
   m.def("chain_filter(Tensor x, float[] taps, int first_offset, Tensor? base, float beta) -> Tensor");
   // Inclusive prefix sum along dim 1 of x (b, L, m); reverse=True gives the suffix sum (its adjoint).
   m.def("chain_scan(Tensor x, bool reverse) -> Tensor");
+
+  // ---- dense transforms (functions.md §3) ----
+  // y = x·Wᵀ + b: x (B, m), weight (n, m), bias (n,) -> (B, n). Any strides. Register-tiled for a
+  // small dimension (GCN-style narrow layers); its backward calls it for G·W and Gᵀ·x.
+  m.def("narrow_linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor");
 }

@@ -47,3 +47,27 @@ _CUDA_COMPILED = has_kernel("expand_linear", "CUDA")
 def cuda_compiled() -> bool:
     """True when the extension was built with its CUDA kernels (FORCE_CUDA=1 or a CUDA torch)."""
     return _CUDA_COMPILED
+
+
+def cpu_isa() -> Optional[str]:
+    """The instruction set the compiled CPU kernels' hand-vectorised loops use now ("avx2" or
+    "generic"; RPN2K_CPU_ISA=generic forces the baseline), or None without the extension."""
+    return _C.cpu_isa() if extension_loaded() else None
+
+
+def set_cpu_isa(name: str) -> str:
+    """Selects the copy of those loops ("generic", "avx2" or "auto"); returns the one now active.
+    Raises ValueError for a name this CPU cannot run. For tests and measurements."""
+    if not extension_loaded():
+        raise RuntimeError(f"rpn2kernels: the compiled extension is not loaded ({LOAD_ERROR})")
+    return _C.cpu_isa(name)
+
+
+# Read once, like _CUDA_COMPILED: default backend choices depend on it inside compiled forwards.
+_CPU_ISA_AT_IMPORT = cpu_isa()
+
+
+def cpu_vector_kernels() -> bool:
+    """True when the hand-vectorised AVX2+FMA loops were active at import (the defaults that
+    depend on them, e.g. narrow_linear's on the CPU, are fixed then)."""
+    return _CPU_ISA_AT_IMPORT == "avx2"

@@ -23,11 +23,15 @@ ENV_VAR = "RPN2K_BACKEND"
 #: on an H100 (bench/results/h100-*): for fp32 expand_linear the CUDA kernels ran the fwd+bwd 1.3× (B=32768,
 #: m=n=512) to 2.2× (B=4096, m=n=256) faster than the Triton ones, whose fp32 dots run on FMA units.
 CUDA_DEFAULTS: Dict[str, str] = {"expand": "cuda", "expand_linear": "cuda", "spmm": "cuda",
-                                  "edge_attention": "cuda", "chain": "cuda"}
+                                  "edge_attention": "cuda", "chain": "cuda", "narrow_linear": "cuda"}
 #: Half-precision exceptions: Triton's dots use the tensor cores, the CUDA kernels do not
 #: (bf16 expand_linear B=32768, m=n=512: Triton fwd 0.38 ms vs CUDA 3.0 ms on the H100).
 CUDA_HALF_DEFAULTS: Dict[str, str] = {"expand_linear": "triton"}
 HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+#: The backends of families that do not have all four. narrow_linear has no Triton kernel: on CUDA
+#: its cuda backend calls cuBLAS, which needs no help with narrow shapes.
+FAMILY_BACKENDS: Dict[str, Tuple[str, ...]] = {"narrow_linear": ("cpu", "cuda", "reference")}
 
 #: Dtypes each backend computes in.
 DTYPES = {
@@ -103,15 +107,23 @@ def default_backend(family: str, device: torch.device, dtype: torch.dtype = torc
 def select_backend(family: str, device: torch.device, dtype: torch.dtype, backend: Optional[str] = None) -> str:
     """The backend that runs ``family`` on these tensors; raises BackendUnavailable if the one asked
     for (argument, environment, or the device default) cannot run them."""
+    family_backends = FAMILY_BACKENDS.get(family, BACKENDS)
+    env = os.environ.get(ENV_VAR)
     if backend is not None:
         source = "backend argument"
-    elif os.environ.get(ENV_VAR):
-        backend, source = os.environ[ENV_VAR], f"{ENV_VAR} environment variable"
+        if backend in BACKENDS and backend not in family_backends:
+            raise BackendUnavailable(f"rpn2kernels.{family}: backend {backend!r} (backend argument) refused: "
+                                     f"{family} has no {backend} kernel (its backends: {family_backends})")
+    elif env and (env in family_backends or env not in BACKENDS):
+        # (RPN2K_BACKEND naming a backend this family lacks, e.g. triton for narrow_linear, leaves
+        # the family on its default; an unknown name is refused below)
+        backend, source = env, f"{ENV_VAR} environment variable"
     else:
         backend, source = default_backend(family, device, dtype), f"default for {device.type} {dtype} tensors"
         if device.type == "cuda":
             fallback = "cuda" if backend == "triton" else "triton"
-            if refusal(backend, device, dtype) is not None and refusal(fallback, device, dtype) is None:
+            if (fallback in family_backends and refusal(backend, device, dtype) is not None
+                    and refusal(fallback, device, dtype) is None):
                 backend = fallback
     why = refusal(backend, device, dtype)
     if why is not None:

@@ -65,7 +65,8 @@ class GraphConv(nn.Module):
 
     P is linear, so P(x)·Wᵀ = P(x·Wᵀ); the layer aggregates the narrower of the two
     (transform-before-aggregate when out_features < in_features), which also makes backward save
-    N×min(m, n) instead of N×m. Results differ from the other order only by rounding.
+    N×min(m, n) instead of N×m. Results differ from the other order only by rounding. The dense
+    transform is :func:`rpn2kernels.functional.narrow_linear`.
     """
 
     def __init__(self, in_features: int, out_features: int, graph: Graph, hops: int = 1, accumulate: bool = False,
@@ -88,11 +89,13 @@ class GraphConv(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
+        # The dense transform takes narrow_linear's own default (the compiled CPU kernel where it
+        # beats the BLAS on these narrow shapes, torch's GEMM elsewhere) unless backend="reference".
+        linear_backend = "reference" if self.propagate.backend == "reference" else None
         if self.out_features < self.in_features:
-            y = self.propagate(torch.nn.functional.linear(x, self.weight))
-        else:
-            y = torch.nn.functional.linear(self.propagate(x), self.weight)
-        return y if self.bias is None else y + self.bias
+            y = self.propagate(F.narrow_linear(x, self.weight, backend=linear_backend))
+            return y if self.bias is None else y + self.bias
+        return F.narrow_linear(self.propagate(x), self.weight, self.bias, backend=linear_backend)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

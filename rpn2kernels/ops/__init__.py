@@ -1,4 +1,4 @@
 """Op registration (fake kernels, autograd, Triton ops) and dispatch on a chosen backend."""
-from . import expansion, propagation
+from . import expansion, linear, propagation
 
-__all__ = ["expansion", "propagation"]
+__all__ = ["expansion", "linear", "propagation"]

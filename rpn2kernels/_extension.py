@@ -65,6 +65,11 @@ def set_cpu_isa(name: str) -> str:
 
 # Read once, like _CUDA_COMPILED: default backend choices depend on it inside compiled forwards.
 _CPU_ISA_AT_IMPORT = cpu_isa()
+_REQUESTED_ISA = os.environ.get("RPN2K_CPU_ISA")
+if _CPU_ISA_AT_IMPORT is not None and _REQUESTED_ISA not in (None, "", "auto", _CPU_ISA_AT_IMPORT):
+    warnings.warn(f"rpn2kernels: RPN2K_CPU_ISA={_REQUESTED_ISA!r} cannot be used (expected 'auto', 'generic', or "
+                  f"'avx2' on a CPU with AVX2 and FMA); the CPU kernels use {_CPU_ISA_AT_IMPORT!r}",
+                  RuntimeWarning, stacklevel=2)
 
 
 def cpu_vector_kernels() -> bool:

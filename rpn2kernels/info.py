@@ -26,6 +26,10 @@ def report() -> str:
         lines.append(f"triton          unavailable: {why}")
     lines.append(f"extension       {'loaded' if _extension.extension_loaded() else 'NOT loaded: ' + str(_extension.LOAD_ERROR)}")
     lines.append(f"cpu kernels     {'compiled' if _extension.has_kernel('expand_linear', 'CPU') else 'missing'}")
+    if _extension.extension_loaded():
+        isa = _extension.cpu_isa()
+        lines.append(f"cpu vector isa  {isa}" + ("" if isa == "avx2" else
+                                                  " (the AVX2+FMA loops are off: no AVX2/FMA, or RPN2K_CPU_ISA=generic)"))
     lines.append(f"cuda kernels    {'compiled' if _extension.cuda_compiled() else 'not compiled'}")
     if torch.cuda.is_available():
         lines.append(f"cuda device     {torch.cuda.get_device_name()} (arch list {torch.cuda.get_arch_list()})")
@@ -36,9 +40,14 @@ def report() -> str:
     lines.append("")
     lines.append(f"{'op family':<16}{'cpu tensors':<14}{'cuda fp32/64':<14}{'cuda fp16/bf16':<14}")
     for family in sorted(backends.CUDA_DEFAULTS):
-        lines.append(f"{family:<16}{backends.default_backend(family, torch.device('cpu')):<14}"
+        cpu_default = backends.default_backend(family, torch.device('cpu'))
+        if family == "narrow_linear" and cpu_default == "cpu":
+            cpu_default = "cpu/torch*"
+        lines.append(f"{family:<16}{cpu_default:<14}"
                      f"{backends.default_backend(family, torch.device('cuda')):<14}"
                      f"{backends.default_backend(family, torch.device('cuda'), torch.bfloat16):<14}")
+    lines.append("* narrow_linear on CPU tensors: the compiled kernel where it measured faster than torch's GEMM "
+                 "(AVX2+FMA, a side of <= 32 features), torch's GEMM elsewhere")
     lines.append("")
     for device in ("cpu",) + (("cuda",) if torch.cuda.is_available() else ()):
         avail = backends.available_backends(torch.device(device))

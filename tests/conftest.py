@@ -7,6 +7,7 @@
 """
 import os
 
+import pytest
 import torch
 
 if not torch.cuda.is_available():
@@ -15,3 +16,32 @@ if os.environ.get("CI", "").lower() == "true":
     os.environ.setdefault("RPN2K_REQUIRE_EXT", "1")
 
 torch.manual_seed(0)
+
+
+def _avx2_param():
+    import pytest
+    from rpn2kernels import _extension
+
+    try:
+        supported = _extension.set_cpu_isa("avx2") == "avx2"
+    except (ValueError, RuntimeError):
+        supported = False
+    finally:
+        if _extension.extension_loaded():
+            _extension.set_cpu_isa("auto")
+    return pytest.param("avx2", marks=pytest.mark.skipif(not supported, reason="this CPU has no AVX2+FMA"))
+
+
+def pytest_generate_tests(metafunc):
+    """``isa``: each copy of the hand-vectorised CPU loops (csrc/cpu/*.inc), selected for the test."""
+    if "isa" in metafunc.fixturenames:
+        metafunc.parametrize("isa", ["generic", _avx2_param()], indirect=True)
+
+
+@pytest.fixture
+def isa(request):
+    from rpn2kernels import _extension
+
+    assert _extension.set_cpu_isa(request.param) == request.param
+    yield request.param
+    _extension.set_cpu_isa("auto")

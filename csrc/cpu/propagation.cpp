@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "isa.h"
 #include "rpn2kernels/propagation_host.h"
 #include "rpn2kernels/propagation_math.h"
 
@@ -372,25 +373,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> edge_attention_backward_cpu(
   return {grad_q, grad_logit, prob};
 }
 
-// out[0:width] = beta·base[0:width] + Σ_j tap_j·x[u_j, 0:width] for chain position t, the taps in
-// order, accumulated in registers (kFeatureBlock wide) instead of re-reading and re-writing the
-// output row once per tap: the same operations in the same order, so the same bits.
-template <typename scalar_t, int64_t kWidth>
-inline void chain_filter_block(const scalar_t* x_seq, int64_t M, int64_t L, int64_t t, int64_t first_offset,
-                               const scalar_t* tap, int64_t T, const scalar_t* base, scalar_t beta, int64_t width,
-                               scalar_t* out) {
-  const int64_t w_len = kWidth > 0 ? kWidth : width;
-  scalar_t acc[kFeatureBlock];
-  for (int64_t f = 0; f < w_len; ++f) acc[f] = base ? beta * base[f] : scalar_t(0);
-  for (int64_t j = 0; j < T; ++j) {
-    const int64_t u = source_position(t, first_offset, j);
-    if (u < 0 || u >= L || tap[j] == scalar_t(0)) continue;
-    const scalar_t a = tap[j];
-    const scalar_t* xrow = x_seq + u * M;
-    for (int64_t f = 0; f < w_len; ++f) acc[f] += a * xrow[f];
-  }
-  for (int64_t f = 0; f < w_len; ++f) out[f] = acc[f];
-}
+namespace generic_isa {
+template <typename scalar_t>
+constexpr int64_t kChainBlock = 16;  // 4 (float) or 8 (double) xmm accumulators
+#include "chain_filter.inc"
+}  // namespace generic_isa
+
+#if RPN2K_HAVE_AVX2_COPY
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2_isa {
+template <typename scalar_t>
+constexpr int64_t kChainBlock = 256 / sizeof(scalar_t);  // 8 ymm accumulators
+#include "chain_filter.inc"
+}  // namespace avx2_isa
+#pragma GCC pop_options
+#endif
 
 at::Tensor chain_filter_cpu(const at::Tensor& x, at::ArrayRef<double> taps, int64_t first_offset,
                             const c10::optional<at::Tensor>& base, double beta) {
@@ -408,21 +406,14 @@ at::Tensor chain_filter_cpu(const at::Tensor& x, at::ArrayRef<double> taps, int6
     scalar_t* op = out.data_ptr<scalar_t>();
     std::vector<scalar_t> tap(taps.begin(), taps.end());
     const scalar_t b = static_cast<scalar_t>(beta);
+#if RPN2K_HAVE_AVX2_COPY
+    const bool avx2 = cpu::active_isa() == cpu::Isa::avx2;
+#endif
     at::parallel_for(0, B * L, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, M * T)), [&](int64_t lo, int64_t hi) {
-      for (int64_t row = lo; row < hi; ++row) {
-        const int64_t n = row / L, t = row % L;
-        const scalar_t* brow = bp ? bp + row * M : nullptr;
-        for (int64_t f0 = 0; f0 < M; f0 += kFeatureBlock) {
-          const int64_t width = std::min(kFeatureBlock, M - f0);
-          if (width == kFeatureBlock) {
-            chain_filter_block<scalar_t, kFeatureBlock>(xp + n * L * M + f0, M, L, t, first_offset, tap.data(), T,
-                                                         brow ? brow + f0 : nullptr, b, width, op + row * M + f0);
-          } else {
-            chain_filter_block<scalar_t, 0>(xp + n * L * M + f0, M, L, t, first_offset, tap.data(), T,
-                                            brow ? brow + f0 : nullptr, b, width, op + row * M + f0);
-          }
-        }
-      }
+#if RPN2K_HAVE_AVX2_COPY
+      if (avx2) return avx2_isa::chain_filter_rows<scalar_t>(xp, L, M, first_offset, tap.data(), T, bp, b, op, lo, hi);
+#endif
+      generic_isa::chain_filter_rows<scalar_t>(xp, L, M, first_offset, tap.data(), T, bp, b, op, lo, hi);
     });
   });
   return out;

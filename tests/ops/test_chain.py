@@ -190,3 +190,16 @@ def test_chain_scan_splits_long_wide_sequences(backend_device):
     x = torch.randn(1, 50, 130, dtype=torch.float64)
     torch.testing.assert_close(ops.chain_scan(x.to(device), False, backend).cpu(), x.cumsum(1))
     torch.testing.assert_close(ops.chain_scan(x.to(device), True, backend).cpu(), x.flip(1).cumsum(1).flip(1))
+
+
+@pytest.mark.parametrize("m", [5, 64, 70, 130])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+def test_chain_filter_cpu_isa_copies(isa, m, dtype):
+    """Both copies of the CPU filter loop (baseline: 16-feature blocks; AVX2: 8 vector registers of
+    features) against the reference, with full blocks, a tail block, zero taps, offsets and a base."""
+    x = torch.randn(2, 11, m, dtype=dtype)
+    base = torch.randn(2, 11, m, dtype=dtype)
+    for taps, first in (([0.5, 0.0, 1.5, -2.0, 0.25], -2), ([1.0], 0), ([0.3, 0.7], 9)):
+        out = torch.ops.rpn2kernels.chain_filter(x, taps, first, base, 0.5)
+        expected = reference.chain_filter(x, taps, first, base, 0.5)
+        torch.testing.assert_close(out, expected, **scaled_tolerance(dtype, expected))

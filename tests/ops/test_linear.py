@@ -13,23 +13,6 @@ op = torch.ops.rpn2kernels.narrow_linear
 no_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def _avx2_param():
-    try:
-        supported = _extension.set_cpu_isa("avx2") == "avx2"
-    except ValueError:
-        supported = False
-    finally:
-        _extension.set_cpu_isa("auto")
-    return pytest.param("avx2", marks=pytest.mark.skipif(not supported, reason="this CPU has no AVX2+FMA"))
-
-
-@pytest.fixture(params=["generic", _avx2_param()])
-def isa(request):
-    assert _extension.set_cpu_isa(request.param) == request.param
-    yield request.param
-    _extension.set_cpu_isa("auto")
-
-
 # (B, in, out): partial column tiles (7, 17, 33), the AVX2 tile's 6 rows and the baseline's 4 not
 # dividing B, reductions over several 64-step chunks, and a Gᵀ·x that walks B by columns (B > in > out).
 SHAPES = [(13, 37, 7), (1, 1, 1), (6, 5, 16), (41, 130, 17), (300, 100, 7), (70, 9, 33), (200, 300, 16)]

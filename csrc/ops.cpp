@@ -76,8 +76,12 @@ TORCH_LIBRARY(rpn2kernels, m) {
       "edge_attention_backward(Tensor rowptr, Tensor col, Tensor? value, Tensor q, Tensor k, Tensor v, "
       "Tensor out, Tensor lse, Tensor grad_out, float scale) -> (Tensor, Tensor, Tensor)");
   // Banded Toeplitz filter along dim 1 of x (b, L, m): out[:, t] = Σ_j taps[j] · x[:, t − (first_offset + j)]
-  // (zero outside 0 … L−1) + beta · base[:, t].
-  m.def("chain_filter(Tensor x, float[] taps, int first_offset, Tensor? base, float beta) -> Tensor");
+  // (zero outside 0 … L−1) + beta · base[:, t]. odd_reflect: x continued outside 0 … L−1 by its odd
+  // 2(L+1)-periodic reflection instead of zeros, for centred symmetric taps (then f(S_sym)·x on
+  // the path, self-adjoint; the bi-directional chains).
+  m.def(
+      "chain_filter(Tensor x, float[] taps, int first_offset, Tensor? base, float beta, bool odd_reflect=False) "
+      "-> Tensor");
   // Inclusive prefix sum along dim 1 of x (b, L, m); reverse=True gives the suffix sum (its adjoint).
   m.def("chain_scan(Tensor x, bool reverse) -> Tensor");
 

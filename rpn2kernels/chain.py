@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .ops import propagation as _ops
+from .reference.propagation import odd_reflection  # noqa: F401  (public here since the chain ops moved)
 
 VARIANTS = ("plain", "multihop", "inverse_approx", "exponential_approx")
 
@@ -72,73 +73,13 @@ def symmetric_taps(variant: str, hops: int, self_dependence: bool, self_scaling:
     raise ValueError(f"variant {variant!r} has no finite symmetric filter")
 
 
-def odd_reflection(x: Tensor, half_width: int) -> Tensor:
-    """x (b, L, m) extended by ``half_width`` positions on each side with the odd, 2(L+1)-periodic
-    reflection y_{−1} = y_L = 0, y_{−2−u} = y_{2L−u} = −x_u: the boundary under which a symmetric
-    filter on the infinite chain equals f(S_sym) on the path exactly (method of images: the path's
-    eigenvectors are the DST-I sines)."""
-    L = x.shape[1]
-    if 1 <= half_width <= L + 1:  # one image on each side: slices and flips (cheap backward)
-        zero = x.new_zeros((x.shape[0], 1, x.shape[2]))
-        left = x[:, :half_width - 1].flip(1).neg()
-        right = x[:, L - half_width + 1:].flip(1).neg()
-        return torch.cat([left, zero, x, zero, right], dim=1)
-    period = 2 * (L + 1)
-    s = torch.arange(-half_width, L + half_width, device=x.device) % period
-    inside, mirrored = s < L, (s > L) & (s < 2 * L + 1)
-    index = torch.where(inside, s, torch.where(mirrored, 2 * L - s, torch.zeros_like(s)))
-    sign = inside.to(x.dtype) - mirrored.to(x.dtype)
-    return x.index_select(1, index) * sign.view(1, -1, 1)
-
-
 def _reflected_filter(x: Tensor, taps: List[float], backend: str) -> Tensor:
-    """f(S_sym)ᵀ·x on the path for centred symmetric taps, in one filter pass. On the kernel backends
-    one custom op whose backward is itself (see reflected_chain_filter); the reference keeps plain
-    autograd, so double backward works there."""
-    if backend == "reference":
-        return _reflected_filter_pass(x, taps, backend)
-    return reflected_chain_filter(x, list(taps), backend)
-
-
-@torch.library.custom_op("rpn2kernels::reflected_chain_filter", mutates_args=())
-def reflected_chain_filter(x: Tensor, taps: List[float], backend: str) -> Tensor:
-    """f(S_sym)·x on the path (x: (b, L, m)) for centred symmetric taps g(−T) … g(T)."""
+    """f(S_sym)ᵀ·x on the path for centred symmetric taps: one filter pass over x continued by its odd
+    reflection (the kernels map the images in place, no extended copy). f(S_sym) is symmetric, so
+    the filter's backward is the same pass."""
     if list(taps) != list(taps)[::-1]:
         raise ValueError(f"taps must be symmetric (g(-d) = g(d)), got {list(taps)}")
-    return _reflected_filter_pass(x.contiguous(), taps, backend)
-
-
-@reflected_chain_filter.register_fake
-def _(x, taps, backend):
-    # the real output is the crop of the filtered extension (a view, no copy): same strides here
-    half, (b, L, m) = len(taps) // 2, x.shape
-    if half <= 1:
-        return x.new_empty(x.shape)
-    return x.new_empty((b, L + 2 * half, m))[:, half:half + L]
-
-
-def _reflected_filter_backward(ctx, grad):
-    # f(S_sym) is a symmetric matrix (a function of the symmetric S_sym), so the adjoint is the
-    # same operator: one reflection and one filter pass, instead of autograd through the filter's
-    # adjoint on the extended sequence, the crop and the reflection's cat/flip/neg.
-    return reflected_chain_filter(grad.contiguous(), ctx.taps, ctx.backend), None, None
-
-
-def _reflected_filter_setup(ctx, inputs, output):
-    _, ctx.taps, ctx.backend = inputs
-
-
-torch.library.register_autograd("rpn2kernels::reflected_chain_filter", _reflected_filter_backward,
-                                setup_context=_reflected_filter_setup)
-
-
-def _reflected_filter_pass(x: Tensor, taps: List[float], backend: str) -> Tensor:
-    half = len(taps) // 2
-    if half <= 1:  # a 3-tap stencil: the odd reflection's first value is 0, as zero padding
-        return _ops.chain_filter(x, taps, -half, None, 0.0, backend)
-    L = x.shape[1]
-    extended = odd_reflection(x, half)
-    return _ops.chain_filter(extended, taps, -half, None, 0.0, backend)[:, half:half + L]
+    return _ops.chain_filter(x, taps, -(len(taps) // 2), None, 0.0, backend, odd_reflect=True)
 
 
 def path_spectrum(L: int, device, dtype) -> Tensor:

@@ -391,8 +391,8 @@ constexpr int64_t kChainBlock = 256 / sizeof(scalar_t);  // 8 ymm accumulators
 #endif
 
 at::Tensor chain_filter_cpu(const at::Tensor& x, at::ArrayRef<double> taps, int64_t first_offset,
-                            const c10::optional<at::Tensor>& base, double beta) {
-  check_chain_filter(x, taps, base);
+                            const c10::optional<at::Tensor>& base, double beta, bool odd_reflect) {
+  check_chain_filter(x, taps, first_offset, base, odd_reflect);
   check_cpu_backend(x, "x");
   const bool has_base = base.has_value() && base->defined();
   const at::Tensor xc = x.contiguous();
@@ -411,9 +411,10 @@ at::Tensor chain_filter_cpu(const at::Tensor& x, at::ArrayRef<double> taps, int6
 #endif
     at::parallel_for(0, B * L, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, M * T)), [&](int64_t lo, int64_t hi) {
 #if RPN2K_HAVE_AVX2_COPY
-      if (avx2) return avx2_isa::chain_filter_rows<scalar_t>(xp, L, M, first_offset, tap.data(), T, bp, b, op, lo, hi);
+      if (avx2) return avx2_isa::chain_filter_rows<scalar_t>(xp, L, M, first_offset, tap.data(), T, bp, b, odd_reflect, op, lo,
+                                                          hi);
 #endif
-      generic_isa::chain_filter_rows<scalar_t>(xp, L, M, first_offset, tap.data(), T, bp, b, op, lo, hi);
+      generic_isa::chain_filter_rows<scalar_t>(xp, L, M, first_offset, tap.data(), T, bp, b, odd_reflect, op, lo, hi);
     });
   });
   return out;

@@ -353,7 +353,7 @@ __global__ void __launch_bounds__(kThreads)
     chain_filter_kernel(const scalar_t* __restrict__ x, InlineTaps<at::opmath_type<scalar_t>> inline_taps,
                         const at::opmath_type<scalar_t>* __restrict__ device_taps, int64_t num_taps,
                         int64_t first_offset, const scalar_t* __restrict__ base, at::opmath_type<scalar_t> beta,
-                        scalar_t* __restrict__ out, int64_t total, int64_t L, int64_t m) {
+                        bool odd_reflect, scalar_t* __restrict__ out, int64_t total, int64_t L, int64_t m) {
   using acc_t = at::opmath_type<scalar_t>;
   for (int64_t idx = global_thread(); idx < total; idx += global_stride()) {
     const int64_t bt = idx / m;
@@ -361,8 +361,15 @@ __global__ void __launch_bounds__(kThreads)
     const scalar_t* xc = x + (bt - t) * m + (idx - bt * m);  // x[b, 0, feature]
     acc_t s = acc_t(0);
     auto add = [&](acc_t tap, int64_t j) {
-      const int64_t u = source_position(t, first_offset, j);
-      if (tap != acc_t(0) && u >= 0 && u < L) s += tap * static_cast<acc_t>(xc[u * m]);
+      if (tap == acc_t(0)) return;
+      int64_t u = source_position(t, first_offset, j);
+      if (u < 0 || u >= L) {  // zero, or the odd reflection's signed image (propagation_math.h)
+        if (!odd_reflect) return;
+        const int sign = odd_reflection_source(u, L, &u);
+        if (sign == 0) return;
+        if (sign < 0) tap = -tap;
+      }
+      s += tap * static_cast<acc_t>(xc[u * m]);
     };
     if (device_taps == nullptr) {
 #pragma unroll
@@ -562,8 +569,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> edge_attention_backward_cuda(
 }
 
 at::Tensor chain_filter_cuda(const at::Tensor& x_in, at::ArrayRef<double> taps, int64_t first_offset,
-                             const c10::optional<at::Tensor>& base_in, double beta) {
-  check_chain_filter(x_in, taps, base_in);
+                             const c10::optional<at::Tensor>& base_in, double beta, bool odd_reflect) {
+  check_chain_filter(x_in, taps, first_offset, base_in, odd_reflect);
   check_cuda(x_in, "x");
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
@@ -585,7 +592,8 @@ at::Tensor chain_filter_cuda(const at::Tensor& x_in, at::ArrayRef<double> taps, 
     }
     chain_filter_kernel<scalar_t><<<grid_threads(total), kThreads, 0, stream>>>(
         x.const_data_ptr<scalar_t>(), inline_taps, ptr_or_null<acc_t>(device_taps), num_taps, first_offset,
-        ptr_or_null<scalar_t>(base), static_cast<acc_t>(beta), out.mutable_data_ptr<scalar_t>(), total, L, m);
+        ptr_or_null<scalar_t>(base), static_cast<acc_t>(beta), odd_reflect, out.mutable_data_ptr<scalar_t>(), total,
+        L, m);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;

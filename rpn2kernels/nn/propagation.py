@@ -90,7 +90,9 @@ class GraphConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # The dense transform takes narrow_linear's own default (the compiled CPU kernel where it
-        # beats the BLAS on these narrow shapes, torch's GEMM elsewhere) unless backend="reference".
+        # beats the BLAS on these narrow shapes, torch's GEMM elsewhere; cuBLAS on CUDA) unless
+        # backend="reference": the module's backend names the propagation's kernels, which
+        # narrow_linear may not have (triton).
         linear_backend = "reference" if self.propagate.backend == "reference" else None
         if self.out_features < self.in_features:
             y = self.propagate(F.narrow_linear(x, self.weight, backend=linear_backend))
@@ -134,10 +136,13 @@ class EdgeAttention(nn.Module):
             nn.init.uniform_(p, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.rank is None:
-            keys, queries = x, x @ self.weight.t()  # x_uᵀ·W·x_v = <x_u, W·x_v>
-        else:
-            keys, queries = x @ self.u, x @ self.v.t()
+        # the projections are narrow_linear's (its own default backend; see GraphConv)
+        linear_backend = "reference" if self.backend == "reference" else None
+        if self.rank is None:  # x_uᵀ·W·x_v = <x_u, W·x_v>
+            keys, queries = x, F.narrow_linear(x, self.weight, backend=linear_backend)
+        else:  # rank-r projections: the narrow side is r
+            keys = F.narrow_linear(x, self.u.t(), backend=linear_backend)
+            queries = F.narrow_linear(x, self.v, backend=linear_backend)
         return F.edge_attention(self.graph, queries, keys, x, self.scale, use_edge_values=self.use_edge_values,
                                 backend=self.backend)
 

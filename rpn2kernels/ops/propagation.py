@@ -66,8 +66,8 @@ def triton_edge_attention_backward(rowptr: Tensor, col: Tensor, value: Optional[
 
 @torch.library.custom_op("rpn2kernels::triton_chain_filter", mutates_args=())
 def triton_chain_filter(x: Tensor, taps: List[float], first_offset: int, base: Optional[Tensor],
-                        beta: float) -> Tensor:
-    return _triton_kernels().chain_filter(x, list(taps), first_offset, base, beta)
+                        beta: float, odd_reflect: bool = False) -> Tensor:
+    return _triton_kernels().chain_filter(x, list(taps), first_offset, base, beta, odd_reflect)
 
 
 @torch.library.custom_op("rpn2kernels::triton_chain_scan", mutates_args=())
@@ -99,7 +99,7 @@ def _fake_edge_attention_backward(rowptr, col, value, q, k, v, out, lse, grad_ou
     return q.new_empty(q.shape), q.new_empty((col.shape[0],)), q.new_empty((col.shape[0],))
 
 
-def _fake_chain_filter(x, taps, first_offset, base, beta):
+def _fake_chain_filter(x, taps, first_offset, base, beta, odd_reflect=False):
     return x.new_empty(x.shape)
 
 
@@ -113,17 +113,20 @@ def _register_chain_autograd(prefix: str) -> None:
     chain_scan = getattr(ns, f"{prefix}chain_scan")
 
     def filter_setup(ctx, inputs, output):
-        x, taps, first_offset, base, beta = inputs
+        x, taps, first_offset, base, beta = inputs[:5]
         ctx.taps, ctx.first_offset, ctx.beta = list(taps), first_offset, beta
+        ctx.odd_reflect = bool(inputs[5]) if len(inputs) > 5 else False
 
     def filter_backward(ctx, grad):
         grad = grad.contiguous()
         grad_x = grad_base = None
-        if ctx.needs_input_grad[0]:  # the adjoint: reversed taps, mirrored offsets
-            grad_x = chain_filter(grad, ctx.taps[::-1], -(ctx.first_offset + len(ctx.taps) - 1), None, 0.0)
+        if ctx.needs_input_grad[0]:  # the adjoint: reversed taps, mirrored offsets (with odd_reflect the
+            # taps are centred and symmetric, so this is the same pass: f(S_sym) is symmetric)
+            grad_x = chain_filter(grad, ctx.taps[::-1], -(ctx.first_offset + len(ctx.taps) - 1), None, 0.0,
+                                  ctx.odd_reflect)
         if ctx.needs_input_grad[3]:
             grad_base = grad * ctx.beta
-        return grad_x, None, None, grad_base, None
+        return grad_x, None, None, grad_base, None, None
 
     def scan_setup(ctx, inputs, output):
         ctx.reverse = inputs[1]
@@ -173,10 +176,11 @@ def sddmm_kernel(rowptr, col, a, b, backend: str) -> Tensor:
 
 
 def chain_filter(x: Tensor, taps: Sequence[float], first_offset: int, base: Optional[Tensor], beta: float,
-                 backend: str) -> Tensor:
+                 backend: str, odd_reflect: bool = False) -> Tensor:
     if backend == "reference":
-        return reference.chain_filter(x, taps, first_offset, base, beta)
-    return _kernel("chain_filter", backend)(x, [float(t) for t in taps], int(first_offset), base, float(beta))
+        return reference.chain_filter(x, taps, first_offset, base, beta, odd_reflect)
+    return _kernel("chain_filter", backend)(x, [float(t) for t in taps], int(first_offset), base, float(beta),
+                                            bool(odd_reflect))
 
 
 def chain_scan(x: Tensor, reverse: bool, backend: str) -> Tensor:

@@ -78,15 +78,35 @@ def lse_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def odd_reflection(x: Tensor, half_width: int) -> Tensor:
+    """x (b, L, m) extended by ``half_width`` positions on each side with the odd, 2(L+1)-periodic
+    reflection y_{−1} = y_L = 0, y_{−2−u} = y_{2L−u} = −x_u: the boundary under which a symmetric
+    filter on the infinite chain equals f(S_sym) on the path exactly (method of images: the path's
+    eigenvectors are the DST-I sines)."""
+    L = x.shape[1]
+    if 1 <= half_width <= L + 1:  # one image on each side: slices and flips (cheap backward)
+        zero = x.new_zeros((x.shape[0], 1, x.shape[2]))
+        left = x[:, :half_width - 1].flip(1).neg()
+        right = x[:, L - half_width + 1:].flip(1).neg()
+        return torch.cat([left, zero, x, zero, right], dim=1)
+    period = 2 * (L + 1)
+    s = torch.arange(-half_width, L + half_width, device=x.device) % period
+    inside, mirrored = s < L, (s > L) & (s < 2 * L + 1)
+    index = torch.where(inside, s, torch.where(mirrored, 2 * L - s, torch.zeros_like(s)))
+    sign = inside.to(x.dtype) - mirrored.to(x.dtype)
+    return x.index_select(1, index) * sign.view(1, -1, 1)
+
+
 def chain_filter(x: Tensor, taps: Sequence[float], first_offset: int, base: Optional[Tensor] = None,
-                 beta: float = 1.0) -> Tensor:
-    """out[:, t] = Σ_j taps[j]·x[:, t − (first_offset + j)] (zero outside 0 … L−1) + beta·base[:, t]."""
+                 beta: float = 1.0, odd_reflect: bool = False) -> Tensor:
+    """out[:, t] = Σ_j taps[j]·x[:, t − (first_offset + j)] (zero outside 0 … L−1, or with odd_reflect
+    x's odd reflection there) + beta·base[:, t]."""
     L = x.shape[1]
     shifts = [first_offset + j for j in range(len(taps))]
     pad = max([abs(s) for s in shifts] + [0])
-    # Slices of the zero-padded x: every term stays connected to x for autograd, even when no
-    # tap reaches inside the chain.
-    padded = torch.nn.functional.pad(x, (0, 0, pad, pad))
+    # Slices of the padded x: every term stays connected to x for autograd, even when no tap
+    # reaches inside the chain.
+    padded = odd_reflection(x, pad) if odd_reflect and pad > 0 else torch.nn.functional.pad(x, (0, 0, pad, pad))
     out = padded[:, pad:pad + L] * 0.0 if not taps else None
     for tap, shift in zip(taps, shifts):  # out[t] takes x[t − shift]
         term = tap * padded[:, pad - shift:pad - shift + L]

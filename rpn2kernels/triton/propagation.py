@@ -308,11 +308,13 @@ def _attention_bwd_kernel(rowptr_ptr, col_ptr, val_ptr, q_ptr, k_ptr, v_ptr, o_p
 
 @triton.jit
 def _chain_filter_kernel(x_ptr, shift_ptr, tap_ptr, c_ptr, base_ptr, out_ptr, N, L, M, T, n_mtiles,
-                         HAS_BASE: tl.constexpr, CT: tl.constexpr, BT: tl.constexpr, BL: tl.constexpr,
-                         BM: tl.constexpr):
+                         HAS_BASE: tl.constexpr, ODD_REFLECT: tl.constexpr, CT: tl.constexpr, BT: tl.constexpr,
+                         BL: tl.constexpr, BM: tl.constexpr):
     """x viewed as (N = b·L, M): a (BL, BM) tile of flattened (chain, position) rows, which may
     span several chains (a tap reads within the row's own chain only), summing BT taps a step
-    through a (BT, BL, BM) tile."""
+    through a (BT, BL, BM) tile. ODD_REFLECT: a source outside the chain reads the chain's odd
+    2(L+1)-periodic reflection (signed image, zero on the virtual end nodes), as
+    odd_reflection_source in csrc/include/rpn2kernels/propagation_math.h."""
     pid = tl.program_id(0)
     offs_n = (pid // n_mtiles).to(tl.int64) * BL + tl.arange(0, BL)
     offs_m = (pid % n_mtiles).to(tl.int64) * BM + tl.arange(0, BM)
@@ -333,10 +335,20 @@ def _chain_filter_kernel(x_ptr, shift_ptr, tap_ptr, c_ptr, base_ptr, out_ptr, N,
         shift = tl.load(shift_ptr + offs_j, mask=j_ok, other=L)  # shift L: a lane past T reads nothing
         tap = tl.load(tap_ptr + offs_j, mask=j_ok, other=0.0)
         src = pos - shift[:, None]  # (BT, BL) source positions
-        ok = (src >= 0) & (src < L) & rows_ok
+        if ODD_REFLECT:
+            period = 2 * (L + 1)
+            s = ((src % period) + period) % period
+            inside = s < L
+            mirrored = (s > L) & (s < 2 * L + 1)
+            src = tl.where(inside, s, 2 * L - s)
+            ok = (inside | mirrored) & rows_ok & j_ok[:, None]  # (lanes past T carry tap 0: read nothing)
+            tap_src = tl.where(mirrored, -tap[:, None], tap[:, None])
+        else:
+            ok = (src >= 0) & (src < L) & rows_ok
+            tap_src = tap[:, None] + tl.zeros((BT, BL), dtype=tap.dtype)
         xt = tl.load(x_ptr + ((chain_rows + src) * M)[:, :, None] + cols, mask=ok[:, :, None] & cols_ok,
                      other=0.0).to(CT)
-        acc += tl.sum(tap[:, None, None] * xt, axis=0)
+        acc += tl.sum(tap_src[:, :, None] * xt, axis=0)
     o_off = (offs_n * M)[:, None] + offs_m[None, :]
     mask = n_ok[:, None] & m_ok[None, :]
     if HAS_BASE:
@@ -730,10 +742,10 @@ def _check_grid(programs: int, what: str) -> None:
 
 @_on_device_of("x")
 def chain_filter(x: torch.Tensor, taps: List[float], first_offset: int, base: Optional[torch.Tensor],
-                 beta: float) -> torch.Tensor:
-    """out[:, t] = Σ_j taps[j]·x[:, t − (first_offset + j)] (zero outside 0 … L−1) + beta·base[:, t],
-    for x (b, L, m): (b, L, m) in x's dtype. Zero taps and taps shifted by |first_offset + j| ≥ L
-    are skipped, as in the reference."""
+                 beta: float, odd_reflect: bool = False) -> torch.Tensor:
+    """out[:, t] = Σ_j taps[j]·x[:, t − (first_offset + j)] (zero outside 0 … L−1; with odd_reflect
+    x's odd reflection there, for centred symmetric taps) + beta·base[:, t], for x (b, L, m): (b, L, m)
+    in x's dtype. Zero taps, and without odd_reflect taps shifted by |first_offset + j| ≥ L, are skipped."""
     _check_floating("x", x, 3)
     taps = [float(t) for t in taps]
     if len(taps) == 0:
@@ -742,11 +754,15 @@ def chain_filter(x: torch.Tensor, taps: List[float], first_offset: int, base: Op
     if base is not None:
         _check_same("base", base, "x", x)
         _check_shape("base", base, tuple(x.shape))
+    if odd_reflect and (len(taps) % 2 == 0 or taps != taps[::-1] or first_offset != -(len(taps) // 2)):
+        raise ValueError(f"odd_reflect needs an odd number of centred symmetric taps (first_offset="
+                         f"{-(len(taps) // 2)}), got taps {taps} and first_offset {first_offset}")
     Bn, L, M = x.shape
     out = torch.empty((Bn, L, M), dtype=x.dtype, device=x.device)
     if out.numel() == 0:
         return out
-    kept = [(first_offset + j, tap) for j, tap in enumerate(taps) if tap != 0.0 and abs(first_offset + j) < L]
+    kept = [(first_offset + j, tap) for j, tap in enumerate(taps)
+            if tap != 0.0 and (odd_reflect or abs(first_offset + j) < L)]
     x = x.contiguous()
     base_arg = base.contiguous() if base is not None else x
     if kept:
@@ -763,7 +779,8 @@ def chain_filter(x: torch.Tensor, taps: List[float], first_offset: int, base: Op
     programs = triton.cdiv(N, bl) * n_mt
     _check_grid(programs, "chain_filter")
     _chain_filter_kernel[(programs,)](x, shifts, tap_t, _scalars((beta,), x), base_arg, out, N, L, M, T, n_mt,
-                                      HAS_BASE=base is not None, CT=_tl_dtype(x.dtype), BT=bt, BL=bl, BM=bm,
+                                      HAS_BASE=base is not None, ODD_REFLECT=bool(odd_reflect), CT=_tl_dtype(x.dtype),
+                                      BT=bt, BL=bl, BM=bm,
                                       num_warps=_num_warps(bt * bl * bm, x.dtype))
     return out
 

@@ -145,14 +145,41 @@ def test_chain_gradcheck_and_opcheck(backend_device):
     for variant, bi in (("multihop", True), ("exponential_approx", False), ("inverse_approx", False)):
         assert torch.autograd.gradcheck(
             lambda a: F.chain_propagate(a, variant, 2, bidirectional=bi, accumulative=True, backend=backend), (x,))
-    # the bi-directional filters' custom op, whose backward is the op itself (f(S_sym) is symmetric):
-    # 5 taps (one image each side at L = 6) and 17 taps (images beyond one period)
-    from rpn2kernels.chain import reflected_chain_filter
+    # the bi-directional filters: odd_reflect (self-adjoint, f(S_sym) is symmetric) with 5 taps (one
+    # image each side at L = 6) and 17 taps (images beyond one period)
     for taps in ([0.2, 1.0, 3.0, 1.0, 0.2], [0.1 * (1 + min(k, 16 - k)) for k in range(17)]):
-        assert torch.autograd.gradcheck(lambda a: reflected_chain_filter(a, taps, backend), (x,))
-        torch.library.opcheck(reflected_chain_filter, (x, taps, backend))
-    with pytest.raises(ValueError, match="taps must be symmetric"):
-        reflected_chain_filter(x, [1.0, 2.0, 3.0], backend)
+        first = -(len(taps) // 2)
+        assert torch.autograd.gradcheck(lambda a, b: chain_filter(a, taps, first, b, 0.7, True), (x, base))
+        torch.library.opcheck(chain_filter, (x, taps, first, base, 0.7, True))
+    with pytest.raises((RuntimeError, ValueError), match="odd_reflect needs an odd number of (centred )?symmetric taps"):
+        chain_filter(x, [1.0, 2.0, 3.0], -1, None, 0.0, True)
+    with pytest.raises((RuntimeError, ValueError), match="odd_reflect needs"):
+        chain_filter(x, [1.0, 2.0, 1.0], 0, None, 0.0, True)
+
+
+@pytest.mark.parametrize("backend_device", backend_device_params())
+@pytest.mark.parametrize("L", [1, 2, 7])
+def test_odd_reflected_filter_matches_the_extended_sequence(backend_device, L):
+    """chain_filter(odd_reflect=True) against the filter on an explicitly reflected copy (built by
+    index arithmetic here, independent of the kernels' image map), with taps reaching past several
+    periods of the reflection at small L."""
+    from rpn2kernels.ops import propagation as ops
+
+    backend, device = backend_device
+    x = torch.randn(2, L, 5, dtype=torch.float64)
+    for half in (1, 3, 9):
+        taps = [0.3 + 0.1 * min(k, 2 * half - k) for k in range(2 * half + 1)]
+        period = 2 * (L + 1)
+        ext = torch.zeros(2, L + 2 * half, 5, dtype=torch.float64)
+        for p in range(-half, L + half):
+            s = p % period
+            if s < L:
+                ext[:, p + half] = x[:, s]
+            elif L < s < 2 * L + 1:
+                ext[:, p + half] = -x[:, 2 * L - s]
+        expected = reference.chain_filter(ext, taps, -half)[:, half:half + L]
+        out = ops.chain_filter(x.to(device), taps, -half, None, 0.0, backend, odd_reflect=True)
+        torch.testing.assert_close(out.cpu(), expected)
 
 
 @pytest.mark.parametrize("backend_device", compiled_backend_params())

@@ -116,9 +116,20 @@ inline void check_chain_input(const at::Tensor& x) {
   check_floating(x, "x");
 }
 
-inline void check_chain_filter(const at::Tensor& x, at::ArrayRef<double> taps, const c10::optional<at::Tensor>& base) {
+inline void check_chain_filter(const at::Tensor& x, at::ArrayRef<double> taps, int64_t first_offset,
+                               const c10::optional<at::Tensor>& base, bool odd_reflect) {
   check_chain_input(x);
   TORCH_CHECK(!taps.empty(), "rpn2kernels: taps must hold at least one value, got 0");
+  if (odd_reflect) {
+    // the reflected filter is self-adjoint (its autograd) only for centred symmetric taps
+    const int64_t T = static_cast<int64_t>(taps.size());
+    bool symmetric = T % 2 == 1;
+    for (int64_t j = 0; symmetric && j < T; ++j) symmetric = taps[j] == taps[T - 1 - j];
+    TORCH_CHECK(symmetric, "rpn2kernels: odd_reflect needs an odd number of symmetric taps (g(-d) = g(d)), got ",
+                taps);
+    TORCH_CHECK(first_offset == -(T / 2), "rpn2kernels: odd_reflect needs centred taps, first_offset=", -(T / 2),
+                ", got ", first_offset);
+  }
   if (base.has_value() && base->defined()) {
     check_same(*base, x, "base", "x");
     check_shape(*base, "base", x.sizes());

@@ -48,6 +48,26 @@ RPN2K_INLINE acc_t online_softmax_step(acc_t logit, acc_t& running_max, acc_t& r
 // falls outside [0, L).
 RPN2K_INLINE int64_t source_position(int64_t t, int64_t first_offset, int64_t j) { return t - (first_offset + j); }
 
+// With odd_reflect the chain is continued outside 0 … L−1 by its odd, 2(L+1)-periodic reflection
+// instead of zeros: y_{−1} = y_L = 0, y_{−2−u} = y_{2L−u} = −x_u (method of images; then a centred
+// symmetric filter equals f(S_sym) on the path exactly, chain.py). Maps a source position u to
+// x's index and returns the sign (0 on the images of the two virtual end nodes, index then 0).
+RPN2K_INLINE int odd_reflection_source(int64_t u, int64_t L, int64_t* index) {
+  const int64_t period = 2 * (L + 1);
+  int64_t s = u % period;
+  if (s < 0) s += period;
+  if (s < L) {
+    *index = s;
+    return 1;
+  }
+  if (s > L && s < 2 * L + 1) {
+    *index = 2 * L - s;
+    return -1;
+  }
+  *index = 0;
+  return 0;
+}
+
 // The filter's adjoint is the same filter with reversed taps and this first offset.
 RPN2K_INLINE int64_t adjoint_first_offset(int64_t first_offset, int64_t num_taps) {
   return -(first_offset + num_taps - 1);

@@ -84,33 +84,24 @@ inline bool row_range(const int64_t* rowptr, int64_t i, int64_t& begin, int64_t&
   return begin <= end;
 }
 
-// Features per register block: the row's accumulator for one block stays in registers across
-// all of its edges (a runtime-length accumulator round-trips through memory on every edge). The
-// row's other blocks re-read the same gathered x rows, by then in L1.
-constexpr int64_t kFeatureBlock = 16;
+namespace generic_isa {
+// Features per register block (a row's accumulators for one block stay in registers across
+// all of its edges or taps; the row's other blocks re-read the same x rows, by then in L1).
+template <typename scalar_t>
+constexpr int64_t kFeatureBlock = 16;  // 4 (float) or 8 (double) xmm accumulators
+#include "propagation_loops.inc"
+}  // namespace generic_isa
 
-// out[i, f0:f0+width] = alpha·Σ_e w_e·x[col_e, f0:f0+width] + beta·base[i, f0:f0+width], with the
-// block width a compile-time constant where it can be (kFeatureBlock) and the rest one tail block.
-template <typename scalar_t, int64_t kWidth>
-inline void spmm_row_block(const int64_t* cp, const scalar_t* value, const scalar_t* xp, int64_t F, int64_t f0,
-                           int64_t width, int64_t begin, int64_t end, int64_t num_edges, IndexGuard& guard,
-                           const scalar_t* base_row, scalar_t alpha, scalar_t beta, scalar_t* out_row) {
-  const int64_t w_len = kWidth > 0 ? kWidth : width;
-  scalar_t acc[kFeatureBlock] = {};
-  for (int64_t e = begin; e < end; ++e) {
-    if (f0 == 0) prefetch_row(xp, cp, e + kPrefetchDistance, num_edges, F);
-    const int64_t c = cp[e];
-    if (!guard.ok(c)) continue;
-    const scalar_t w = value ? value[e] : scalar_t(1);
-    const scalar_t* xr = xp + c * F + f0;
-    for (int64_t f = 0; f < w_len; ++f) acc[f] += w * xr[f];
-  }
-  if (base_row) {
-    for (int64_t f = 0; f < w_len; ++f) out_row[f] = alpha * acc[f] + beta * base_row[f];
-  } else {
-    for (int64_t f = 0; f < w_len; ++f) out_row[f] = alpha * acc[f];
-  }
-}
+#if RPN2K_HAVE_AVX2_COPY
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2_isa {
+template <typename scalar_t>
+constexpr int64_t kFeatureBlock = 256 / sizeof(scalar_t);  // 8 ymm accumulators
+#include "propagation_loops.inc"
+}  // namespace avx2_isa
+#pragma GCC pop_options
+#endif
 
 template <typename scalar_t>
 void spmm_kernel(const at::Tensor& rowptr, const at::Tensor& col, const scalar_t* value, const at::Tensor& x,
@@ -123,26 +114,15 @@ void spmm_kernel(const at::Tensor& rowptr, const at::Tensor& col, const scalar_t
   IndexGuard guard(x.size(0));
   std::atomic<bool> bad_rowptr{false};
   const int64_t end_all = col.numel();
+#if RPN2K_HAVE_AVX2_COPY
+  const bool avx2 = cpu::active_isa() == cpu::Isa::avx2;
+#endif
   at::parallel_for(0, R, grain_rows(col.numel(), R, F), [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      int64_t begin, end;
-      if (!row_range(rp, i, begin, end)) {
-        bad_rowptr = true;
-        continue;
-      }
-      const scalar_t* base_row = base ? base + i * F : nullptr;
-      for (int64_t f0 = 0; f0 < F; f0 += kFeatureBlock) {
-        const int64_t width = std::min(kFeatureBlock, F - f0);
-        const scalar_t* b = base_row ? base_row + f0 : nullptr;
-        if (width == kFeatureBlock) {
-          spmm_row_block<scalar_t, kFeatureBlock>(cp, value, xp, F, f0, width, begin, end, end_all, guard, b, alpha,
-                                                  beta, op + i * F + f0);
-        } else {
-          spmm_row_block<scalar_t, 0>(cp, value, xp, F, f0, width, begin, end, end_all, guard, b, alpha, beta,
-                                      op + i * F + f0);
-        }
-      }
-    }
+#if RPN2K_HAVE_AVX2_COPY
+    if (avx2) return avx2_isa::spmm_rows<scalar_t>(rp, cp, value, xp, F, base, alpha, beta, op, end_all, guard,
+                                                    bad_rowptr, lo, hi);
+#endif
+    generic_isa::spmm_rows<scalar_t>(rp, cp, value, xp, F, base, alpha, beta, op, end_all, guard, bad_rowptr, lo, hi);
   });
   TORCH_CHECK(!bad_rowptr, "rpn2kernels: rowptr must be non-decreasing");
   guard.raise_if_bad("x's rows");
@@ -373,22 +353,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> edge_attention_backward_cpu(
   return {grad_q, grad_logit, prob};
 }
 
-namespace generic_isa {
-template <typename scalar_t>
-constexpr int64_t kChainBlock = 16;  // 4 (float) or 8 (double) xmm accumulators
-#include "chain_filter.inc"
-}  // namespace generic_isa
-
-#if RPN2K_HAVE_AVX2_COPY
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2_isa {
-template <typename scalar_t>
-constexpr int64_t kChainBlock = 256 / sizeof(scalar_t);  // 8 ymm accumulators
-#include "chain_filter.inc"
-}  // namespace avx2_isa
-#pragma GCC pop_options
-#endif
 
 at::Tensor chain_filter_cpu(const at::Tensor& x, at::ArrayRef<double> taps, int64_t first_offset,
                             const c10::optional<at::Tensor>& base, double beta, bool odd_reflect) {

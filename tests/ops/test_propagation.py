@@ -440,3 +440,25 @@ def test_pagerank_on_a_nilpotent_graph_runs_the_finite_series():
     graph = Graph.from_edge_index(torch.tensor([[0, 1], [1, 2]]), 3, dtype=torch.float64)  # a DAG: ρ = 0
     expected = 0.15 * torch.linalg.inv(torch.eye(3, dtype=torch.float64) - 0.85 * graph.dense().t())
     torch.testing.assert_close(F.pagerank(graph, torch.eye(3, dtype=torch.float64), 0.15), expected)
+
+
+@pytest.mark.parametrize("F_", [5, 16, 37, 64, 70, 130])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+def test_spmm_cpu_isa_copies(isa, F_, dtype):
+    """Both copies of the CPU SpMM row loop (baseline: 16-feature blocks; AVX2: blocks of 8 vector
+    registers, then 16-feature blocks, then a tail) against the reference, with values and a base,
+    and pagerank_iterate on the same copy bitwise equal to its spmm steps."""
+    g = torch.Generator().manual_seed(F_)
+    N, E = 23, 90
+    edge_index = torch.randint(0, N, (2, E), generator=g)
+    graph = Graph.from_edge_index(edge_index, N, directed=True, normalization="row")
+    x = torch.randn(N, F_, generator=g, dtype=dtype)
+    base = torch.randn(N, F_, generator=g, dtype=dtype)
+    value = graph.value.to(dtype)
+    out = torch.ops.rpn2kernels.spmm(graph.rowptr, graph.col, value, x, base, 0.7, -1.5)
+    expected = reference.spmm(graph.rowptr, graph.col, value, x, base, 0.7, -1.5)
+    torch.testing.assert_close(out, expected, **scaled_tolerance(dtype, expected))
+    z = x * 0.2
+    for _ in range(3):
+        z = torch.ops.rpn2kernels.spmm(graph.rowptr, graph.col, value, z, x, 0.8, 0.2)
+    assert torch.equal(torch.ops.rpn2kernels.pagerank_iterate(graph.rowptr, graph.col, value, x, 0.2, 3), z)

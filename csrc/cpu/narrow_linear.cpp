@@ -2,15 +2,15 @@
 // reconciliation's inner product), register-tiled for shapes with one small dimension.
 //
 // Why a GEMM of our own: a GCN layer's dense products are x (N×m)·Wᵀ, G·W and Gᵀ·x with n = 16
-// or 64 output features. These shapes are bound by streaming the N×m operand, but the BLAS that
-// torch ships (MKL) runs them at 15–60 GFLOP/s on the 2-core AMD machines here, 2–6× slower than
-// streaming the bytes (measured; bench/results/, case G1). One tile kernel covers all three
+// or 64 output features. The BLAS that torch ships (MKL) runs the n = 16 ones well below this
+// 2-core AMD machine's rate (G1, min of 40–60 runs: x·Wᵀ, G·W, Gᵀ·x 1.5–1.9, 3.8–4.8, 2.6–3.6 ms;
+// this kernel 1.2, 1.7, 1.9–2.4 ms; docs/backends.md). One tile kernel covers all three
 // products: C (rows × cols) = A·B with A read through arbitrary strides (element broadcast) and B
 // row-major, C's tile of kRows × 2 vectors held in registers over the whole reduction.
 //   forward  y  = x·Wᵀ   A = x,   B = Wᵀ (packed, m×n)      reduction over m
 //   dx          = G·W    A = G,   B = W                     reduction over n
 //   dW          = Gᵀ·x   A = Gᵀ (a strided view), B = x     reduction over N, column tiles outer
-// (the autograd formula calls this op for dx and dW, see rpn2kernels/ops/narrow_linear.py).
+// (the autograd formula calls this op for dx and dW, see rpn2kernels/ops/linear.py).
 // Each output element is summed by one task in k order: bitwise reproducible for any thread count.
 // The hot loop exists twice, baseline and AVX2+FMA (narrow_gemm.inc, isa.h), picked at run time.
 #include <ATen/ATen.h>

@@ -278,6 +278,9 @@ class _Zygote:
         if self.proc.poll() is None:
             self.proc.stdin.close()
             self.proc.wait(timeout=30)
+        for pipe in (self.proc.stdin, self.proc.stdout):  # both, or the exit warns of an unclosed file
+            if not pipe.closed:
+                pipe.close()
 
 
 _ZYGOTE: Optional[_Zygote] = None

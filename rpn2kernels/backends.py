@@ -104,21 +104,27 @@ def default_backend(family: str, device: torch.device, dtype: torch.dtype = torc
     return "reference"
 
 
+def requested_backend(family: str, backend: Optional[str] = None) -> Tuple[Optional[str], Optional[str]]:
+    """(backend, source) asked for by the argument or RPN2K_BACKEND, or (None, None) when ``family``
+    is left to its device default. RPN2K_BACKEND naming a backend this family lacks (triton for
+    narrow_linear) leaves it on its default; an unknown name is returned, to be refused."""
+    if backend is not None:
+        return backend, "backend argument"
+    env = os.environ.get(ENV_VAR)
+    if env and (env in FAMILY_BACKENDS.get(family, BACKENDS) or env not in BACKENDS):
+        return env, f"{ENV_VAR} environment variable"
+    return None, None
+
+
 def select_backend(family: str, device: torch.device, dtype: torch.dtype, backend: Optional[str] = None) -> str:
     """The backend that runs ``family`` on these tensors; raises BackendUnavailable if the one asked
     for (argument, environment, or the device default) cannot run them."""
     family_backends = FAMILY_BACKENDS.get(family, BACKENDS)
-    env = os.environ.get(ENV_VAR)
-    if backend is not None:
-        source = "backend argument"
-        if backend in BACKENDS and backend not in family_backends:
-            raise BackendUnavailable(f"rpn2kernels.{family}: backend {backend!r} (backend argument) refused: "
-                                     f"{family} has no {backend} kernel (its backends: {family_backends})")
-    elif env and (env in family_backends or env not in BACKENDS):
-        # (RPN2K_BACKEND naming a backend this family lacks, e.g. triton for narrow_linear, leaves
-        # the family on its default; an unknown name is refused below)
-        backend, source = env, f"{ENV_VAR} environment variable"
-    else:
+    if backend in BACKENDS and backend not in family_backends:
+        raise BackendUnavailable(f"rpn2kernels.{family}: backend {backend!r} (backend argument) refused: "
+                                 f"{family} has no {backend} kernel (its backends: {family_backends})")
+    backend, source = requested_backend(family, backend)
+    if backend is None:
         backend, source = default_backend(family, device, dtype), f"default for {device.type} {dtype} tensors"
         if device.type == "cuda":
             fallback = "cuda" if backend == "triton" else "triton"

@@ -6,14 +6,13 @@ Every function takes ``backend=None`` (see :mod:`rpn2kernels.backends` for the s
 from __future__ import annotations
 
 import math
-import os
 from typing import Optional
 
 import torch
 from torch import Tensor
 
 from . import _extension
-from .backends import ENV_VAR, select_backend
+from .backends import requested_backend, select_backend
 from .basis import basis_arguments, expansion_width
 from . import chain as _chain
 from .ops import expansion as _expansion_ops
@@ -96,7 +95,7 @@ __all__ = ["expand", "expand_linear"]
 
 
 # =============================================================================================
-# Propagation family (functions.md §5.4, §5.5, §5.11): graph and chain interdependence.
+# Dense transform (functions.md §3): the identity reconciliation's inner product, narrow layers.
 
 #: narrow_linear's compiled CPU kernel is the CPU default where it measured faster than torch's GEMM
 #: (MKL): with the AVX2+FMA loops, and a narrow side (min(in, out) features) of at most this many.
@@ -131,12 +130,19 @@ def narrow_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *, b
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
         raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
     chosen = select_backend("narrow_linear", x.device, x.dtype, backend)
-    if backend is None and not os.environ.get(ENV_VAR) and chosen == "cpu" and not narrow_kernel_preferred(x, weight):
+    defaulted = requested_backend("narrow_linear", backend)[0] is None
+    if defaulted and chosen == "cpu" and not narrow_kernel_preferred(x, weight):
         chosen = "reference"
     x2 = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
     y = _linear_ops.narrow_linear(x2, weight, bias, chosen)
     return y.reshape(*x.shape[:-1], weight.shape[0]) if x.dim() != 2 else y
 
+
+__all__ += ["narrow_linear"]
+
+
+# =============================================================================================
+# Propagation family (functions.md §5.4, §5.5, §5.11): graph and chain interdependence.
 
 def _check_graph(graph, x: Tensor, name: str = "x") -> None:
     from .graph import Graph

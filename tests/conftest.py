@@ -19,7 +19,6 @@ torch.manual_seed(0)
 
 
 def _avx2_param():
-    import pytest
     from rpn2kernels import _extension
 
     try:

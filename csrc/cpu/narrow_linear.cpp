@@ -3,15 +3,17 @@
 //
 // Why a GEMM of our own: a GCN layer's dense products are x (N×m)·Wᵀ, G·W and Gᵀ·x with n = 16
 // or 64 output features. The BLAS that torch ships (MKL) runs the n = 16 ones well below this
-// 2-core AMD machine's rate (G1, min of 40–60 runs: x·Wᵀ, G·W, Gᵀ·x 1.5–1.9, 3.8–4.8, 2.6–3.6 ms;
-// this kernel 1.2, 1.7, 1.9–2.4 ms; docs/backends.md). One tile kernel covers all three
+// 2-core AMD machine's rate (G1, medians interleaved: x·Wᵀ, G·W, Gᵀ·x 1.82, 4.52, 3.27 ms;
+// this kernel 1.30, 1.69, 2.19 ms; docs/backends.md). One tile kernel covers all three
 // products: C (rows × cols) = A·B with A read through arbitrary strides (element broadcast) and B
 // row-major, C's tile of kRows × 2 vectors held in registers over the whole reduction.
 //   forward  y  = x·Wᵀ   A = x,   B = Wᵀ (packed, m×n)      reduction over m
 //   dx          = G·W    A = G,   B = W                     reduction over n
 //   dW          = Gᵀ·x   A = Gᵀ (a strided view), B = x     reduction over N, column tiles outer
+//                                                          (or reduction segments, run_segments)
 // (the autograd formula calls this op for dx and dW, see rpn2kernels/ops/linear.py).
-// Each output element is summed by one task in k order: bitwise reproducible for any thread count.
+// Each output element is summed in k order by one task, or in shape-fixed segments summed in
+// order: bitwise reproducible for any thread count.
 // The hot loop exists twice, baseline and AVX2+FMA (narrow_gemm.inc, isa.h), picked at run time.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -20,6 +22,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 
 #include "isa.h"
 #if RPN2K_HAVE_AVX2_COPY
@@ -66,11 +69,65 @@ constexpr int kRows = 6;
 #pragma GCC pop_options
 #endif
 
+// Column tiles [lo, hi) of g, walking the reduction in chunks (the ISA's copy).
+template <typename T>
+void walk_col_tiles(const NarrowGemm<T>& g, int64_t lo, int64_t hi) {
+#if RPN2K_HAVE_AVX2_COPY
+  if (cpu::active_isa() == cpu::Isa::avx2) return avx2_isa::narrow_gemm_col_tiles<T>(g, lo, hi);
+#endif
+  generic_isa::narrow_gemm_col_tiles<T>(g, lo, hi);
+}
+
+// A small C over a long reduction (Gᵀ·x of a layer whose both sides are narrow, e.g. 64 → 64
+// features over 65536 rows): splitting C's rows or columns among threads would make every thread
+// stream the whole of A or B, once per row block. Instead the reduction is cut into segments,
+// each computing all of C's tiles into its own partial C from one pass over its rows of A and B,
+// and C = partial_0 + partial_1 + … in segment order. The segments depend on the shape only, so
+// the result stays bitwise the same for any thread count.
+constexpr int64_t kSegmentMinDepth = 1024;
+constexpr int64_t kMaxSegments = 16;
+constexpr int64_t kSegmentedOutputMax = 32768;
+
+inline bool reduction_split(int64_t rows, int64_t cols, int64_t depth) {
+  return rows * cols <= kSegmentedOutputMax && depth >= 2 * std::max(rows, cols) && depth >= 2 * kSegmentMinDepth;
+}
+
+template <typename T>
+void run_segments(const NarrowGemm<T>& g, int64_t cols_per_tile) {
+  const int64_t segments = std::min(kMaxSegments, g.depth / kSegmentMinDepth);
+  const int64_t col_tiles = (g.cols + cols_per_tile - 1) / cols_per_tile;
+  std::unique_ptr<T[]> partial(new T[(segments - 1) * g.rows * g.cols]);
+  at::parallel_for(0, segments, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t s = lo; s < hi; ++s) {
+      const int64_t k_lo = g.depth * s / segments, k_hi = g.depth * (s + 1) / segments;
+      NarrowGemm<T> part = g;
+      part.a = g.a + k_lo * g.a_k;
+      part.b = g.b + k_lo * g.ldb;
+      part.depth = k_hi - k_lo;
+      if (s > 0) {
+        part.c = partial.get() + (s - 1) * g.rows * g.cols;
+        part.ldc = g.cols;
+        part.row_add = nullptr;
+      }
+      walk_col_tiles(part, 0, col_tiles);
+    }
+  });
+  at::parallel_for(0, g.rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.cols * segments)),
+                   [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      T* c = g.c + i * g.ldc;
+      for (int64_t s = 1; s < segments; ++s) {
+        const T* p = partial.get() + (s - 1) * g.rows * g.cols + i * g.cols;
+        for (int64_t j = 0; j < g.cols; ++j) c[j] += p[j];
+      }
+    }
+  });
+}
+
 // Rows of A stream sequentially (x·Wᵀ, G·W) unless C has few rows and a long reduction over a
-// wide B (Gᵀ·x), which walks B's rows instead.
+// wide B (Gᵀ·x), which walks B's rows instead, or C is small and the reduction long (above).
 template <typename T>
 void run(const NarrowGemm<T>& g) {
-  const bool by_columns = g.rows < g.cols && g.depth > g.cols;
 #if RPN2K_HAVE_AVX2_COPY
   const bool avx2 = cpu::active_isa() == cpu::Isa::avx2;
   const int64_t rows_per_tile = avx2 ? avx2_isa::kRows : generic_isa::kRows;
@@ -78,18 +135,19 @@ void run(const NarrowGemm<T>& g) {
 #else
   const int64_t rows_per_tile = generic_isa::kRows, cols_per_tile = generic_isa::kTileCols<T>;
 #endif
+  if (reduction_split(g.rows, g.cols, g.depth)) return run_segments(g, cols_per_tile);
+  const bool by_columns = g.rows < g.cols && g.depth > g.cols;
   const int64_t row_blocks = (g.rows + rows_per_tile - 1) / rows_per_tile;
   const int64_t col_tiles = (g.cols + cols_per_tile - 1) / cols_per_tile;
   // ≈ 64k multiply-adds per parallel chunk.
   const int64_t per_unit = std::max<int64_t>(1, (by_columns ? g.rows * cols_per_tile : rows_per_tile * g.cols) * g.depth);
   const int64_t grain = std::max<int64_t>(1, 65536 / per_unit);
   at::parallel_for(0, by_columns ? col_tiles : row_blocks, grain, [&](int64_t lo, int64_t hi) {
+    if (by_columns) return walk_col_tiles(g, lo, hi);
 #if RPN2K_HAVE_AVX2_COPY
-    if (avx2) {
-      return by_columns ? avx2_isa::narrow_gemm_col_tiles<T>(g, lo, hi) : avx2_isa::narrow_gemm_row_blocks<T>(g, lo, hi);
-    }
+    if (avx2) return avx2_isa::narrow_gemm_row_blocks<T>(g, lo, hi);
 #endif
-    by_columns ? generic_isa::narrow_gemm_col_tiles<T>(g, lo, hi) : generic_isa::narrow_gemm_row_blocks<T>(g, lo, hi);
+    generic_isa::narrow_gemm_row_blocks<T>(g, lo, hi);
   });
 }
 

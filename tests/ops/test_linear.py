@@ -14,8 +14,11 @@ no_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA 
 
 
 # (B, in, out): partial column tiles (7, 17, 33), the AVX2 tile's 6 rows and the baseline's 4 not
-# dividing B, reductions over several 64-step chunks, and a Gᵀ·x that walks B by columns (B > in > out).
-SHAPES = [(13, 37, 7), (1, 1, 1), (6, 5, 16), (41, 130, 17), (300, 100, 7), (70, 9, 33), (200, 300, 16)]
+# dividing B, reductions over several 64-step chunks, a Gᵀ·x that walks B by columns (B > in > out),
+# and small outputs over long reductions, cut into 2 and 16 segments: Gᵀ·x over B = 2500 and
+# 17000 rows, and a forward over in = 5000 features.
+SHAPES = [(13, 37, 7), (1, 1, 1), (6, 5, 16), (41, 130, 17), (300, 100, 7), (70, 9, 33), (200, 300, 16),
+          (2500, 5, 7), (17000, 3, 20), (3, 5000, 4)]
 EMPTY = [(0, 5, 3), (4, 0, 3), (4, 5, 0)]
 
 
@@ -76,14 +79,16 @@ def test_batch_dims_are_flattened():
     torch.testing.assert_close(F.narrow_linear(x, w, b, backend="cpu"), torch.nn.functional.linear(x, w, b))
 
 
-def test_bitwise_reproducible_for_any_thread_count(isa):
-    x, w, b = (t.detach() for t in _inputs(300, 100, 7, torch.float32, "contiguous"))
-    g = torch.randn(300, 7)
+@pytest.mark.parametrize("shape", [(300, 100, 7), (5000, 5, 7)], ids=["tiles", "segments"])
+def test_bitwise_reproducible_for_any_thread_count(isa, shape):
+    B, _, n = shape
+    x, w, b = (t.detach() for t in _inputs(*shape, torch.float32, "contiguous"))
+    g = torch.randn(B, n)
     threads = torch.get_num_threads()
     results = []
     try:
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
             results.append((op(x, w, b), op(g, w.t(), None), op(g.t(), x.t(), None)))
     finally:
         torch.set_num_threads(threads)

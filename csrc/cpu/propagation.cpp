@@ -89,6 +89,7 @@ namespace generic_isa {
 // all of its edges or taps; the row's other blocks re-read the same x rows, by then in L1).
 template <typename scalar_t>
 constexpr int64_t kFeatureBlock = 16;  // 4 (float) or 8 (double) xmm accumulators
+constexpr int64_t kVectorBytes = 16;
 #include "propagation_loops.inc"
 }  // namespace generic_isa
 
@@ -98,6 +99,7 @@ constexpr int64_t kFeatureBlock = 16;  // 4 (float) or 8 (double) xmm accumulato
 namespace avx2_isa {
 template <typename scalar_t>
 constexpr int64_t kFeatureBlock = 256 / sizeof(scalar_t);  // 8 ymm accumulators
+constexpr int64_t kVectorBytes = 32;
 #include "propagation_loops.inc"
 }  // namespace avx2_isa
 #pragma GCC pop_options

@@ -395,28 +395,29 @@ at::Tensor chain_scan_cpu(const at::Tensor& x, bool reverse) {
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_chain_scan_cpu", [&] {
     const scalar_t* xp = xc.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
-    // Tasks are (sequence, block of kFeatureBlock features): a single long sequence still splits
-    // over threads. Within a task the running sum walks L with the features vectorised; each
-    // output is summed in position order whatever the split, so results are thread-count
-    // independent. Small inputs stay on one thread.
-    constexpr int64_t kFeatureBlock = 64;
-    const int64_t blocks = (M + kFeatureBlock - 1) / kFeatureBlock;
-    const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, L * std::min(M, kFeatureBlock)));
+    // Tasks are (sequence, block of kScanBlock features): a single long sequence still splits over
+    // threads. Within a task the running sum walks L in registers; each output is summed in
+    // position order whatever the split, so results are thread-count independent. Small inputs
+    // stay on one thread.
+    constexpr int64_t kScanBlock = 64;
+    const int64_t blocks = (M + kScanBlock - 1) / kScanBlock;
+    const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, L * std::min(M, kScanBlock)));
+#if RPN2K_HAVE_AVX2_COPY
+    const bool avx2 = cpu::active_isa() == cpu::Isa::avx2;
+#endif
     at::parallel_for(0, B * blocks, grain, [&](int64_t lo, int64_t hi) {
       for (int64_t task = lo; task < hi; ++task) {
-        const int64_t n = task / blocks, f0 = (task % blocks) * kFeatureBlock;
-        const int64_t f1 = std::min(M, f0 + kFeatureBlock);
-        for (int64_t step = 0; step < L; ++step) {
-          const int64_t t = reverse ? L - 1 - step : step;
-          const scalar_t* xrow = xp + (n * L + t) * M;
-          scalar_t* orow = op + (n * L + t) * M;
-          if (step == 0) {
-            std::copy(xrow + f0, xrow + f1, orow + f0);
-          } else {
-            const scalar_t* prev = orow + (reverse ? M : -M);
-            for (int64_t f = f0; f < f1; ++f) orow[f] = prev[f] + xrow[f];
-          }
+        const int64_t n = task / blocks, f0 = (task % blocks) * kScanBlock;
+        const int64_t f1 = std::min(M, f0 + kScanBlock);
+        const scalar_t* x_seq = xp + n * L * M;
+        scalar_t* out_seq = op + n * L * M;
+#if RPN2K_HAVE_AVX2_COPY
+        if (avx2) {
+          avx2_isa::chain_scan_features<scalar_t>(x_seq, out_seq, L, M, reverse, f0, f1);
+          continue;
         }
+#endif
+        generic_isa::chain_scan_features<scalar_t>(x_seq, out_seq, L, M, reverse, f0, f1);
       }
     });
   });

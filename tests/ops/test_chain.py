@@ -219,6 +219,19 @@ def test_chain_scan_splits_long_wide_sequences(backend_device):
     torch.testing.assert_close(ops.chain_scan(x.to(device), True, backend).cpu(), x.flip(1).cumsum(1).flip(1))
 
 
+@pytest.mark.parametrize("m", [1, 5, 16, 37, 64, 70, 130])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+def test_chain_scan_cpu_isa_copies(isa, m, dtype):
+    """Both copies of the CPU scan (running sums in registers: full blocks, 16-feature blocks, a tail)
+    against cumsum, both directions, with L = 1 and a sequence longer than one task's block."""
+    for L in (1, 9):
+        x = torch.randn(3, L, m, dtype=dtype)
+        forward = torch.ops.rpn2kernels.chain_scan(x, False)
+        backward = torch.ops.rpn2kernels.chain_scan(x, True)
+        torch.testing.assert_close(forward, x.cumsum(1), **scaled_tolerance(dtype, forward))
+        torch.testing.assert_close(backward, x.flip(1).cumsum(1).flip(1), **scaled_tolerance(dtype, backward))
+
+
 @pytest.mark.parametrize("m", [5, 64, 70, 130])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
 def test_chain_filter_cpu_isa_copies(isa, m, dtype):

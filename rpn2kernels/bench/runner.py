@@ -21,7 +21,9 @@ Method, and why:
 - **Three modes.** ``fwd`` (autograd on, so the saving for backward is paid), ``bwd`` (only
   ``y.backward(G)``, after an untimed forward), ``fwdbwd``. Gradients are reset to None before every
   run, so each backward allocates its dW as ``zero_grad(set_to_none=True)`` training does.
-  Median and min of ``runs`` samples after ``warmup`` rounds; targets use the medians.
+  Median and min of ``runs`` samples after ``warmup`` rounds per mode (fewer once a mode's warm-up
+  has taken ``WARMUP_BUDGET_S``, but at least one: G4's rows take 4–7 s a run, and two more
+  warm-up rounds of its three modes added ~45 s to a 20-minute suite); targets use the medians.
 - **Saved bytes**: one forward under ``torch.autograd.graph.saved_tensors_hooks``; the nbytes of the
   unique storages of the packed tensors (dedupe by storage data_ptr, so views of one buffer count
   once). ``saved_bytes`` excludes the storages of the parameters (weights live anyway, a layer saving
@@ -197,9 +199,16 @@ def time_impls(prepared: Dict[str, Prepared], grad_out: torch.Tensor, warmup: in
     return samples
 
 
+#: Seconds of warm-up per mode after which the remaining warm-up rounds are skipped.
+WARMUP_BUDGET_S = 2.0
+
+
 def _time_rounds(prepared, grad_out, warmup, runs, timer, samples, order) -> None:
     for mode in MODES:
-        for _ in range(warmup):
+        started = time.perf_counter()
+        for round_index in range(warmup):
+            if round_index > 0 and time.perf_counter() - started > WARMUP_BUDGET_S:
+                break
             for name in order:
                 _one_sample(prepared[name], grad_out, mode, timer)
         for r in range(runs):
@@ -710,7 +719,9 @@ def run_suite(suite: str, *, quick: bool = False, out_dir: Optional[str] = None,
         "limits": limits,
         "suite_info": getattr(module, "suite_info", lambda dev: {})(dev),
         "protocol": {
-            "warmup_rounds": warmup, "runs": runs,
+            "warmup_rounds": warmup, "warmup_budget_s": WARMUP_BUDGET_S, "runs": runs,
+            "warmup_note": f"per mode up to warmup_rounds; after the first, no round starts once that mode's "
+                           f"warm-up has taken {WARMUP_BUDGET_S} s",
             "timer": "torch.cuda.Event, L2 flushed before each sample" if dev.type == "cuda" else "time.perf_counter",
             "order": "round robin over implementations, direction alternating each repetition",
             "statistic": "median (targets) and min of the runs",

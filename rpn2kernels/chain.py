@@ -34,6 +34,8 @@ EXP_STENCIL_ORDER_DEFAULT = 15
 def causal_taps(variant: str, hops: int, self_dependence: bool, self_scaling: float, accumulative: bool,
                 dtype: torch.dtype) -> Tuple[List[float], int]:
     """(taps, first_offset) of a uni-directional variant that is a causal filter."""
+    if torch.compiler.is_compiling():  # traced once into constants; Dynamo warns about lru_cache
+        return _causal_taps_uncached(variant, hops, self_dependence, self_scaling, accumulative, dtype)
     taps, first = _causal_taps(variant, hops, self_dependence, self_scaling, accumulative, dtype)
     return list(taps), first
 
@@ -44,6 +46,8 @@ def symmetric_taps(variant: str, hops: int, self_dependence: bool, self_scaling:
     the Laurent coefficients of f(z + 1/z) — (w + z + 1/z)^h, their sum over 1 … h, or
     e^{z + 1/z} = Σ_d I_d(2)·z^d (modified Bessel), truncated where the tail is below the dtype's
     resolution (§5.4)."""
+    if torch.compiler.is_compiling():
+        return _symmetric_taps_uncached(variant, hops, self_dependence, self_scaling, accumulative, dtype)
     return list(_symmetric_taps(variant, hops, self_dependence, self_scaling, accumulative, dtype))
 
 

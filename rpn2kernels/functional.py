@@ -224,7 +224,9 @@ def pagerank(graph, x: Tensor, c: float = 0.15, *, tol: float = 1e-6, max_iter: 
     Runs ``steps`` fused SpMM passes Z ← c·x + (1−c)·Âᵀ·Z, by default :func:`pagerank_steps` of
     (c, tol, max_iter) — pass ``steps`` precomputed to keep the call free of the spectral-radius
     estimate (as :class:`rpn2kernels.nn.GraphPropagation` does, so it compiles without graph breaks).
-    Backward runs the same series on Â (implicit differentiation, no stored iterates).
+    Backward in x runs the same series on Â (no stored iterates); the graph's edge values, when they
+    require grad, get the exact gradient of the truncated series by a checkpointed reverse sweep
+    (docs/propagation.md).
     """
     _check_graph(graph, x)
     chosen = select_backend("spmm", x.device, x.dtype, backend)

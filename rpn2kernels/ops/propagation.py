@@ -302,7 +302,8 @@ torch.library.register_autograd("rpn2kernels::graph_attention", _graph_attention
 
 
 # ---------------------------------------------------------------------------------------------
-# PageRank by power iteration, differentiated implicitly (the same iteration on the transpose).
+# PageRank by power iteration; its x-gradient is the same iteration on the transpose, its
+# edge-value gradient a checkpointed reverse sweep.
 
 def pagerank_iterations(c: float, tol: float) -> int:
     """Steps T with (1−c)^{T+1} ≤ tol: the a-priori bound of §5.5 for norm-bounded operators."""
@@ -331,21 +332,59 @@ def _(rowptr, col, value, t_rowptr, t_col, t_value, x, c, iterations, backend):
 
 def _pagerank_setup(ctx, inputs, output):
     rowptr, col, value, t_rowptr, t_col, t_value, x, c, iterations, backend = inputs
-    ctx.save_for_backward(t_rowptr, t_col, t_value)
+    # The edge-value gradient replays the iteration (checkpointed), so it needs P and x as well.
+    values_grad = value is not None and ctx.needs_input_grad[2]
+    ctx.save_for_backward(t_rowptr, t_col, t_value, *((rowptr, col, value, x) if values_grad else (None,) * 4))
     ctx.c, ctx.iterations, ctx.backend = c, iterations, backend
 
 
 def _pagerank_backward(ctx, grad):
-    t_rowptr, t_col, t_value = ctx.saved_tensors
-    if ctx.needs_input_grad[2]:
-        raise NotImplementedError("rpn2kernels.pagerank is not differentiable with respect to the edge values; "
-                                  "detach them or use backend='reference'")
+    t_rowptr, t_col, t_value, rowptr, col, value, x = ctx.saved_tensors
+    grad = grad.contiguous()
+    if ctx.needs_input_grad[2] and value is not None:
+        grad_value, grad_x = _pagerank_backward_with_values(rowptr, col, value, t_rowptr, t_col, t_value,
+                                                            x.contiguous(), grad, ctx.c, ctx.iterations, ctx.backend)
+        return (None, None, grad_value, None, None, None, grad_x if ctx.needs_input_grad[6] else None,
+                None, None, None)
     if not ctx.needs_input_grad[6]:
         return (None,) * 10
     # The truncated series is a polynomial in P, so its adjoint is the same polynomial in Pᵀ:
     # no iterate is stored.
-    grad_x = _pagerank_iterate(t_rowptr, t_col, t_value, grad.contiguous(), ctx.c, ctx.iterations, ctx.backend)
+    grad_x = _pagerank_iterate(t_rowptr, t_col, t_value, grad, ctx.c, ctx.iterations, ctx.backend)
     return None, None, None, None, None, None, grad_x, None, None, None
+
+
+def _pagerank_backward_with_values(rowptr, col, value, t_rowptr, t_col, t_value, x, grad, c, iterations, backend):
+    """Exact gradient of the truncated series Z_0 = c·x, Z_{t+1} = c·x + a·P·Z_t (a = 1−c) in P's
+    values and in x, by reverse iteration: λ_T = G, dP += a·SDDMM(λ_{t+1}, Z_t), λ_t = a·Pᵀλ_{t+1},
+    dx = c·Σ_t λ_t. The reverse sweep needs Z_t in reverse order; instead of storing all T iterates
+    it keeps every S-th one (S ≈ √T) and replays each segment from its checkpoint, so the memory is
+    about 2·√T·N·F and the cost one extra forward pass."""
+    a = 1.0 - c
+    segment = max(1, math.isqrt(max(iterations, 1) - 1) + 1)
+
+    def step(z):
+        return spmm_kernel(rowptr, col, value, z, x, a, c, backend)
+
+    checkpoints = []  # Z_t for t = 0, S, 2S, … < T
+    z = x * c
+    for t in range(iterations):
+        if t % segment == 0:
+            checkpoints.append(z)
+        if t + 1 < iterations:
+            z = step(z)
+    grad_value = torch.zeros_like(value)
+    lam = grad
+    grad_x = grad * c
+    for k in reversed(range(len(checkpoints))):
+        iterates = [checkpoints[k]]
+        for _ in range(k * segment + 1, min((k + 1) * segment, iterations)):
+            iterates.append(step(iterates[-1]))
+        for z_t in reversed(iterates):
+            grad_value += sddmm_kernel(rowptr, col, lam, z_t, backend) * a
+            lam = spmm_kernel(t_rowptr, t_col, t_value, lam, None, a, 0.0, backend)
+            grad_x += lam * c
+    return grad_value, grad_x
 
 
 torch.library.register_autograd("rpn2kernels::pagerank", _pagerank_backward, setup_context=_pagerank_setup)

@@ -211,6 +211,63 @@ def test_pagerank_matches_the_dense_inverse(backend_device, mode):
     assert ((xs.grad.double().cpu() - expected_grad).abs().max() / expected_grad.abs().max()).item() <= 1e-4
 
 
+def _pagerank_structure(graph, value):
+    """The op's CSR arguments with P's values ``value`` (a leaf that may require grad)."""
+    return (graph.rowptr, graph.col, value, graph.t_rowptr, graph.t_col, value.detach()[graph.t_perm])
+
+
+@pytest.mark.parametrize("backend_device", compiled_backend_params())
+@pytest.mark.parametrize("steps", [0, 1, 2, 4, 5, 10])  # one segment; S² (4); a ragged last segment (5, 10)
+def test_pagerank_edge_value_gradient_is_the_truncated_series_gradient(backend_device, steps):
+    """dZ_T/dP by the checkpointed reverse sweep against autograd through the reference's unrolled
+    iteration (exact for the same truncated series), values and x at once."""
+    backend, device = backend_device
+    graph = Graph.from_edge_index(random_edges(17, 60, seed=4), 17, self_loops=True, normalization="column").to(device)
+    value = graph.value.clone().requires_grad_()
+    x = torch.randn(17, 5, device=device, requires_grad=True)
+    out = ops.pagerank(*_pagerank_structure(graph, value), x, 0.2, steps, backend)
+    grad = torch.randn_like(out)
+    got_value, got_x = torch.autograd.grad(out, (value, x), grad)
+    value_r, x_r = value.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+    out_r = reference.pagerank_iterate(graph.rowptr, graph.col, value_r, x_r, 0.2, steps)
+    want_value, want_x = torch.autograd.grad(out_r, (value_r, x_r), grad, materialize_grads=True)
+    torch.testing.assert_close(out, out_r)
+    torch.testing.assert_close(got_value, want_value, **scaled_tolerance(torch.float32, want_value))
+    torch.testing.assert_close(got_x, want_x, **scaled_tolerance(torch.float32, want_x))
+    if steps == 0:
+        assert torch.count_nonzero(got_value) == 0  # Z_0 = c·x does not depend on P
+
+
+@pytest.mark.parametrize("steps", [1, 4, 7])
+def test_pagerank_edge_value_gradcheck_fp64(steps):
+    graph = Graph.from_edge_index(random_edges(9, 25, seed=2), 9, self_loops=True, normalization="column",
+                                  dtype=torch.float64)
+    value = graph.value.clone().requires_grad_()
+    x = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda val, t: ops.pagerank(*_pagerank_structure(graph, val), t, 0.3, steps, "cpu"), (value, x))
+
+
+def test_pagerank_edge_value_gradient_matches_the_dense_inverse():
+    """Run to convergence, the truncated series' gradient is the exact PageRank's:
+    Z = c·M⁻¹x with M = I − (1−c)·P gives dL/dP = (1−c)·(M⁻ᵀG)·Zᵀ on P's pattern."""
+    edge_index, n, c = random_edges(30, 110, seed=6), 30, 0.2
+    graph = Graph.from_edge_index(edge_index, n, self_loops=True, normalization="column", dtype=torch.float64)
+    value = graph.value.clone().requires_grad_()
+    x, grad = torch.randn(n, 4, dtype=torch.float64), torch.randn(n, 4, dtype=torch.float64)
+    steps = F.pagerank_steps(graph, c, tol=1e-13)
+    out = ops.pagerank(*_pagerank_structure(graph, value), x, c, steps, "cpu")
+    (got,) = torch.autograd.grad(out, value, grad)
+    rows = torch.repeat_interleave(torch.arange(n), graph.rowptr.diff())
+    P = torch.zeros(n, n, dtype=torch.float64).index_put_((rows, graph.col), graph.value.detach(), accumulate=True)
+    M = torch.eye(n, dtype=torch.float64) - (1 - c) * P
+    Z = c * torch.linalg.solve(M, x)
+    adjoint = torch.linalg.solve(M.t(), grad)
+    want = (1 - c) * (adjoint[rows] * Z[graph.col]).sum(1)
+    torch.testing.assert_close(out, Z, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
 def test_pagerank_refuses_a_divergent_series():
     graph = Graph.from_edge_index(torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), 3)  # ρ(A) = √2
     with pytest.raises(ValueError, match="diverges"):

@@ -14,6 +14,7 @@ from torch import Tensor
 from .. import _extension
 from ..basis import expansion_width
 from ..reference import expansion as reference
+from ._double_backward import refuse_double_backward
 
 # ---------------------------------------------------------------------------------------------
 # Triton ops (custom_op rather than triton_op: triton_op/wrap_triton fail under TRITON_INTERPRET).
@@ -71,7 +72,7 @@ def _fake_expand_linear_backward(grad_out, x, weight, basis, degree, params):
 # ---------------------------------------------------------------------------------------------
 # Autograd: one formula per op kind, bound to the matching backward op.
 
-def _register_expand_autograd(op: str, backward_op: Callable) -> None:
+def _register_expand_autograd(op: str, backward_op: Callable, triton: bool) -> None:
     def setup_context(ctx, inputs, output):
         x, basis, degree, params = inputs
         ctx.save_for_backward(x)
@@ -79,12 +80,14 @@ def _register_expand_autograd(op: str, backward_op: Callable) -> None:
 
     def backward(ctx, grad_features):
         (x,) = ctx.saved_tensors
+        # dx's own derivative needs κ'', which no kernel computes
+        refuse_double_backward(op, "triton" if triton else x.device.type)
         return backward_op(grad_features.contiguous(), x, *ctx.spec), None, None, None
 
     torch.library.register_autograd(op, backward, setup_context=setup_context)
 
 
-def _register_expand_linear_autograd(op: str, backward_op: Callable) -> None:
+def _register_expand_linear_autograd(op: str, backward_op: Callable, triton: bool) -> None:
     def setup_context(ctx, inputs, output):
         x, weight, bias, basis, degree, params = inputs
         ctx.save_for_backward(x, weight)  # κ(x) is recomputed in backward, never saved
@@ -93,6 +96,7 @@ def _register_expand_linear_autograd(op: str, backward_op: Callable) -> None:
 
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
+        refuse_double_backward(op, "triton" if triton else x.device.type)
         grad_out = grad_out.contiguous()
         grad_x, grad_weight = backward_op(grad_out, x, weight, *ctx.spec)
         grad_bias = grad_out.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
@@ -106,9 +110,10 @@ def _register(prefix: str, ns) -> None:
     torch.library.register_fake(f"rpn2kernels::{prefix}expand_backward")(_fake_expand_backward)
     torch.library.register_fake(f"rpn2kernels::{prefix}expand_linear")(_fake_expand_linear)
     torch.library.register_fake(f"rpn2kernels::{prefix}expand_linear_backward")(_fake_expand_linear_backward)
-    _register_expand_autograd(f"rpn2kernels::{prefix}expand", getattr(ns, f"{prefix}expand_backward"))
+    triton = prefix == "triton_"
+    _register_expand_autograd(f"rpn2kernels::{prefix}expand", getattr(ns, f"{prefix}expand_backward"), triton)
     _register_expand_linear_autograd(f"rpn2kernels::{prefix}expand_linear",
-                                     getattr(ns, f"{prefix}expand_linear_backward"))
+                                     getattr(ns, f"{prefix}expand_linear_backward"), triton)
 
 
 _register("triton_", torch.ops.rpn2kernels)

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from .. import _extension
 from ..reference import propagation as reference
+from ._double_backward import refuse_double_backward
 
 # ---------------------------------------------------------------------------------------------
 # Triton twins of the kernel ops (the kernel module is imported on first call, after the user
@@ -212,20 +213,23 @@ def _(rowptr, col, value, t_rowptr, t_col, t_value, x, base, alpha, beta, backen
 def _graph_spmm_setup(ctx, inputs, output):
     rowptr, col, value, t_rowptr, t_col, t_value, x, base, alpha, beta, backend = inputs
     # x is needed only for the edge-value gradient; otherwise nothing but the structure is kept.
-    ctx.save_for_backward(rowptr, col, t_rowptr, t_col, t_value,
+    ctx.save_for_backward(rowptr, col, value, t_rowptr, t_col, t_value,
                           x if value is not None and ctx.needs_input_grad[2] else None)
     ctx.alpha, ctx.beta, ctx.backend = alpha, beta, backend
 
 
 def _graph_spmm_backward(ctx, grad):
-    rowptr, col, t_rowptr, t_col, t_value, x = ctx.saved_tensors
+    rowptr, col, value, t_rowptr, t_col, t_value, x = ctx.saved_tensors
     grad = grad.contiguous()
     grad_value = grad_x = grad_base = None
     if ctx.needs_input_grad[6]:
-        grad_x = spmm_kernel(t_rowptr, t_col, t_value, grad, None, ctx.alpha, 0.0, ctx.backend)
+        # The same op on the transpose (whose transpose is P), so this gradient is differentiable
+        # in grad and double backward in x is exact on every backend.
+        grad_x = graph_spmm(t_rowptr, t_col, t_value, rowptr, col, value, grad, None, ctx.alpha, 0.0, ctx.backend)
     if ctx.needs_input_grad[7]:
         grad_base = grad * ctx.beta
     if ctx.needs_input_grad[2]:
+        refuse_double_backward("rpn2kernels::graph_spmm", ctx.backend, "with respect to the edge values")
         grad_value = sddmm_kernel(rowptr, col, grad, x.contiguous(), ctx.backend) * ctx.alpha
     return None, None, grad_value, None, None, None, grad_x, grad_base, None, None, None
 
@@ -263,6 +267,7 @@ def _graph_attention_setup(ctx, inputs, output):
 def _graph_attention_backward(ctx, grad_out, grad_lse):
     rowptr, col, value, t_rowptr, t_col, t_perm, q, k, v, out, lse = ctx.saved_tensors
     backend = ctx.backend
+    refuse_double_backward("rpn2kernels::graph_attention", backend)
     _, backward = _attention_kernels(backend)
     grad_out = grad_out.contiguous()
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
@@ -332,9 +337,9 @@ def _(rowptr, col, value, t_rowptr, t_col, t_value, x, c, iterations, backend):
 
 def _pagerank_setup(ctx, inputs, output):
     rowptr, col, value, t_rowptr, t_col, t_value, x, c, iterations, backend = inputs
-    # The edge-value gradient replays the iteration (checkpointed), so it needs P and x as well.
+    # The edge-value gradient replays the iteration (checkpointed), so it needs x as well.
     values_grad = value is not None and ctx.needs_input_grad[2]
-    ctx.save_for_backward(t_rowptr, t_col, t_value, *((rowptr, col, value, x) if values_grad else (None,) * 4))
+    ctx.save_for_backward(t_rowptr, t_col, t_value, rowptr, col, value, x if values_grad else None)
     ctx.c, ctx.iterations, ctx.backend = c, iterations, backend
 
 
@@ -342,15 +347,17 @@ def _pagerank_backward(ctx, grad):
     t_rowptr, t_col, t_value, rowptr, col, value, x = ctx.saved_tensors
     grad = grad.contiguous()
     if ctx.needs_input_grad[2] and value is not None:
+        refuse_double_backward("rpn2kernels::pagerank", ctx.backend, "with respect to the edge values")
         grad_value, grad_x = _pagerank_backward_with_values(rowptr, col, value, t_rowptr, t_col, t_value,
                                                             x.contiguous(), grad, ctx.c, ctx.iterations, ctx.backend)
         return (None, None, grad_value, None, None, None, grad_x if ctx.needs_input_grad[6] else None,
                 None, None, None)
     if not ctx.needs_input_grad[6]:
         return (None,) * 10
-    # The truncated series is a polynomial in P, so its adjoint is the same polynomial in Pᵀ:
-    # no iterate is stored.
-    grad_x = _pagerank_iterate(t_rowptr, t_col, t_value, grad, ctx.c, ctx.iterations, ctx.backend)
+    # The truncated series is a polynomial in P, so its adjoint is the same polynomial in Pᵀ: no
+    # iterate is stored, and as the op itself on the transpose it is differentiable in grad
+    # (double backward in x is exact).
+    grad_x = pagerank(t_rowptr, t_col, t_value, rowptr, col, value, grad, ctx.c, ctx.iterations, ctx.backend)
     return None, None, None, None, None, None, grad_x, None, None, None
 
 

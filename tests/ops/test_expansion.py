@@ -172,6 +172,24 @@ def test_gradcheck_fp64(case, backend_device):
     assert torch.autograd.gradcheck(lambda x: F.expand(x, basis, degree, backend=backend, **kw), (inputs[0],))
 
 
+@pytest.mark.parametrize("backend_device", compiled_backend_params())
+def test_double_backward_is_refused_on_kernel_backends(backend_device):
+    """The kernels have no κ'' (dx's own derivative): create_graph=True must raise, never return a
+    gradient that silently ignores its inputs; the reference backend supports it."""
+    backend, device = backend_device
+    x, w, b, _ = make_inputs(3, 2, 2, "chebyshev", 3, {}, torch.float64, device)
+    inputs = tuple(t.clone().requires_grad_() for t in (x, w, b))
+    for fn in (lambda: F.expand_linear(*inputs, "chebyshev", 3, backend=backend),
+               lambda: F.expand(inputs[0], "chebyshev", 3, backend=backend)):
+        with pytest.raises(NotImplementedError, match=rf"double backward \(create_graph=True\) is not implemented "
+                                                      rf"on backend '{backend if backend == 'triton' else device}'"):
+            torch.autograd.grad(fn().square().sum(), inputs[0], create_graph=True)
+        fn().square().sum().backward()  # a plain backward is unaffected
+    assert torch.autograd.gradgradcheck(
+        lambda x, w, b: F.expand_linear(x, w, b, "chebyshev", 3, backend="reference"),
+        tuple(t.detach().cpu().requires_grad_() for t in inputs))
+
+
 def _op_names(backend):
     prefix = "triton_" if backend == "triton" else ""
     ops = torch.ops.rpn2kernels

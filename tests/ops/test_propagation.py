@@ -345,6 +345,48 @@ def test_gradcheck_fp64(backend_device):
 
 
 @pytest.mark.parametrize("backend_device", compiled_backend_params())
+def test_double_backward_of_the_linear_graph_ops(backend_device):
+    """graph_spmm and pagerank are linear in x: their backward is the same op on the transpose, so
+    gradients of gradients (create_graph=True) are exact on every backend."""
+    backend, device = backend_device
+    graph = Graph.from_edge_index(random_edges(9, 25, seed=3), 9, self_loops=True, normalization="column",
+                                  dtype=torch.float64).to(device)
+    interpreted = backend == "triton" and str(device) == "cpu"  # ≈1 ms per program: fewer, smaller calls
+    features, steps = (2, 2) if interpreted else (3, 4)
+    x = torch.randn(9, features, dtype=torch.float64, device=device, requires_grad=True)
+    base = torch.randn(9, features, dtype=torch.float64, device=device, requires_grad=True)
+    structure = (graph.rowptr, graph.col, graph.value, graph.t_rowptr, graph.t_col, graph.t_value)
+    assert torch.autograd.gradgradcheck(lambda t, u: ops.graph_spmm(*structure, t, u, 0.7, 1.5, backend), (x, base))
+    assert torch.autograd.gradgradcheck(lambda t: F.pagerank(graph, t, 0.3, steps=steps, backend=backend), (x,))
+    if not interpreted:
+        assert torch.autograd.gradgradcheck(lambda t: F.propagate(graph, t, 3, True, backend=backend), (x,))
+    # against the reference's plain autograd: a gradient penalty's gradient
+    for fn in (lambda t, be: F.propagate(graph, t, 2, False, backend=be),
+               lambda t, be: F.pagerank(graph, t, 0.3, steps=4, backend=be)):
+        got, want = [torch.autograd.grad(torch.autograd.grad(fn(x, be).sin().sum(), x, create_graph=True)[0]
+                                         .square().sum(), x)[0] for be in (backend, "reference")]
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("backend_device", compiled_backend_params())
+def test_double_backward_that_is_not_implemented_raises(backend_device):
+    """Edge attention (non-linear) and the edge-value gradients have kernel-op backwards without
+    autograd: create_graph=True raises instead of returning a gradient that ignores its inputs."""
+    backend, device = backend_device
+    graph = Graph.from_edge_index(random_edges(9, 25, seed=3), 9, self_loops=True, normalization="column").to(device)
+    x = torch.randn(9, 3, device=device, requires_grad=True)
+    value = graph.value.clone().requires_grad_()
+    values_structure = _pagerank_structure(graph, value)
+    cases = [("graph_attention", lambda: F.edge_attention(graph, x, x, x, 0.5, backend=backend)),
+             ("graph_spmm", lambda: ops.graph_spmm(*values_structure, x, None, 1.0, 0.0, backend)),
+             ("pagerank", lambda: ops.pagerank(*values_structure, x, 0.3, 3, backend))]
+    for name, fn in cases:
+        with pytest.raises(NotImplementedError, match=rf"rpn2kernels::{name}: double backward \(create_graph=True\)"):
+            torch.autograd.grad(fn().square().sum(), x, create_graph=True)
+        fn().square().sum().backward()  # a plain backward is unaffected
+
+
+@pytest.mark.parametrize("backend_device", compiled_backend_params())
 def test_opcheck(backend_device):
     backend, device = backend_device
     graph = Graph.from_edge_index(random_edges(8, 20, seed=5), 8, self_loops=True, normalization="column").to(device)

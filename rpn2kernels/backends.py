@@ -50,9 +50,19 @@ def triton_interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-@functools.lru_cache(maxsize=None)
 def triton_status() -> Tuple[bool, str]:
     """(importable, reason if not)."""
+    if torch.compiler.is_compiling():  # Dynamo warns about lru_cache wrappers; traced into a constant
+        return _triton_status_uncached()
+    return _triton_status_cached()
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_status_cached() -> Tuple[bool, str]:
+    return _triton_status_uncached()
+
+
+def _triton_status_uncached() -> Tuple[bool, str]:
     try:
         import triton  # noqa: F401
     except Exception as error:  # pragma: no cover - depends on the install

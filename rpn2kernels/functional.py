@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from . import _extension
+from ._autocast import autocast_policy
 from .backends import requested_backend, select_backend
 from .basis import basis_arguments, expansion_width
 from . import chain as _chain
@@ -59,11 +60,12 @@ def expand(x: Tensor, basis: str = "chebyshev", degree: int = 2, *, backend: Opt
             ``expand(x, "jacobi", 3, alpha=0.5, beta=1.0)``.
         backend: ``"cpu"``, ``"cuda"``, ``"triton"``, ``"reference"`` or None (automatic).
     """
-    basis, degree, params = basis_arguments(basis, degree, **basis_params)
-    x2 = _prepare_input(x, input_norm)
-    chosen = select_backend("expand", x2.device, x2.dtype, backend)
-    out = _expansion_ops.expand(x2, basis, degree, params, chosen)
-    return out.reshape(*x.shape[:-1], out.shape[-1])
+    with autocast_policy("promote", x) as (x,):
+        basis, degree, params = basis_arguments(basis, degree, **basis_params)
+        x2 = _prepare_input(x, input_norm)
+        chosen = select_backend("expand", x2.device, x2.dtype, backend)
+        out = _expansion_ops.expand(x2, basis, degree, params, chosen)
+        return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
 def expand_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, basis: str = "chebyshev",
@@ -75,20 +77,21 @@ def expand_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, basi
     the basis layout (interleaved i*K + k, or Taylor's ordered-monomial blocks). Backward recomputes
     κ tile by tile: only x and W are saved.
     """
-    basis, degree, params = basis_arguments(basis, degree, **basis_params)
-    x2 = _prepare_input(x, input_norm)
-    _check_like(weight, "weight", x2)
-    D = expansion_width(basis, degree, params, x2.shape[1])
-    if weight.dim() != 2 or weight.shape[1] != D:
-        raise ValueError(f"weight must have shape (n, D={D}) for basis {basis!r}, degree {degree} and "
-                         f"m={x2.shape[1]}, got {tuple(weight.shape)}")
-    if bias is not None:
-        _check_like(bias, "bias", x2)
-        if bias.shape != (weight.shape[0],):
-            raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
-    chosen = select_backend("expand_linear", x2.device, x2.dtype, backend)
-    y = _expansion_ops.expand_linear(x2, weight, bias, basis, degree, params, chosen)
-    return y.reshape(*x.shape[:-1], weight.shape[0])
+    with autocast_policy("gemm", x, weight, bias) as (x, weight, bias):
+        basis, degree, params = basis_arguments(basis, degree, **basis_params)
+        x2 = _prepare_input(x, input_norm)
+        _check_like(weight, "weight", x2)
+        D = expansion_width(basis, degree, params, x2.shape[1])
+        if weight.dim() != 2 or weight.shape[1] != D:
+            raise ValueError(f"weight must have shape (n, D={D}) for basis {basis!r}, degree {degree} and "
+                             f"m={x2.shape[1]}, got {tuple(weight.shape)}")
+        if bias is not None:
+            _check_like(bias, "bias", x2)
+            if bias.shape != (weight.shape[0],):
+                raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+        chosen = select_backend("expand_linear", x2.device, x2.dtype, backend)
+        y = _expansion_ops.expand_linear(x2, weight, bias, basis, degree, params, chosen)
+        return y.reshape(*x.shape[:-1], weight.shape[0])
 
 
 __all__ = ["expand", "expand_linear"]
@@ -119,23 +122,25 @@ def narrow_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *, b
     ``reference`` — ``F.linear``. With ``backend=None`` CPU tensors take the kernel only where it
     measured faster (:func:`narrow_kernel_preferred`), else ``F.linear``.
     """
-    _check_tensor(x, "x")
-    _check_like(weight, "weight", x)
-    if bias is not None:
-        _check_like(bias, "bias", x)
-    if x.dim() < 1:
-        raise ValueError(f"x must have at least 1 dim (..., in_features), got shape {tuple(x.shape)}")
-    if weight.dim() != 2 or weight.shape[1] != x.shape[-1]:
-        raise ValueError(f"weight must have shape (out_features, in_features={x.shape[-1]}), got {tuple(weight.shape)}")
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
-    chosen = select_backend("narrow_linear", x.device, x.dtype, backend)
-    defaulted = requested_backend("narrow_linear", backend)[0] is None
-    if defaulted and chosen == "cpu" and not narrow_kernel_preferred(x, weight):
-        chosen = "reference"
-    x2 = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
-    y = _linear_ops.narrow_linear(x2, weight, bias, chosen)
-    return y.reshape(*x.shape[:-1], weight.shape[0]) if x.dim() != 2 else y
+    with autocast_policy("gemm", x, weight, bias) as (x, weight, bias):
+        _check_tensor(x, "x")
+        _check_like(weight, "weight", x)
+        if bias is not None:
+            _check_like(bias, "bias", x)
+        if x.dim() < 1:
+            raise ValueError(f"x must have at least 1 dim (..., in_features), got shape {tuple(x.shape)}")
+        if weight.dim() != 2 or weight.shape[1] != x.shape[-1]:
+            raise ValueError(f"weight must have shape (out_features, in_features={x.shape[-1]}), "
+                             f"got {tuple(weight.shape)}")
+        if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+            raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+        chosen = select_backend("narrow_linear", x.device, x.dtype, backend)
+        defaulted = requested_backend("narrow_linear", backend)[0] is None
+        if defaulted and chosen == "cpu" and not narrow_kernel_preferred(x, weight):
+            chosen = "reference"
+        x2 = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
+        y = _linear_ops.narrow_linear(x2, weight, bias, chosen)
+        return y.reshape(*x.shape[:-1], weight.shape[0]) if x.dim() != 2 else y
 
 
 __all__ += ["narrow_linear"]
@@ -180,18 +185,19 @@ def propagate(graph, x: Tensor, hops: int = 1, accumulate: bool = False, *, back
     x: (N, F) node features. The accumulative sum runs by Horner, Y ← x + Âᵀ·Y, with the addition
     fused into each pass. Backward is the same passes over the cached transpose.
     """
-    _check_graph(graph, x)
-    if not isinstance(hops, int) or hops < 1:
-        raise ValueError(f"hops must be an int >= 1, got {hops!r}")
-    chosen = select_backend("spmm", x.device, x.dtype, backend)
-    if not accumulate:
-        for _ in range(hops):
-            x = _graph_spmm(graph, x, None, 1.0, 0.0, chosen)
-        return x
-    y = x
-    for _ in range(hops - 1):
-        y = _graph_spmm(graph, y, x, 1.0, 1.0, chosen)
-    return _graph_spmm(graph, y, None, 1.0, 0.0, chosen)
+    with autocast_policy("promote", x) as (x,):
+        _check_graph(graph, x)
+        if not isinstance(hops, int) or hops < 1:
+            raise ValueError(f"hops must be an int >= 1, got {hops!r}")
+        chosen = select_backend("spmm", x.device, x.dtype, backend)
+        if not accumulate:
+            for _ in range(hops):
+                x = _graph_spmm(graph, x, None, 1.0, 0.0, chosen)
+            return x
+        y = x
+        for _ in range(hops - 1):
+            y = _graph_spmm(graph, y, x, 1.0, 1.0, chosen)
+        return _graph_spmm(graph, y, None, 1.0, 0.0, chosen)
 
 
 def pagerank_steps(graph, c: float = 0.15, tol: float = 1e-6, max_iter: Optional[int] = None, *,
@@ -228,16 +234,17 @@ def pagerank(graph, x: Tensor, c: float = 0.15, *, tol: float = 1e-6, max_iter: 
     require grad, get the exact gradient of the truncated series by a checkpointed reverse sweep
     (docs/propagation.md).
     """
-    _check_graph(graph, x)
-    chosen = select_backend("spmm", x.device, x.dtype, backend)
-    if steps is None:
-        steps = pagerank_steps(graph, c, tol, max_iter, backend=chosen)
-    elif not 0.0 < c <= 1.0:
-        raise ValueError(f"c must be in (0, 1], got {c}")
-    rowptr, col, value, t_rowptr, t_col, t_value = _graph_arrays(graph, x.dtype)
-    if chosen == "reference":
-        return _propagation_reference.pagerank_iterate(rowptr, col, value, x, c, steps)
-    return _propagation_ops.pagerank(rowptr, col, value, t_rowptr, t_col, t_value, x, float(c), int(steps), chosen)
+    with autocast_policy("promote", x) as (x,):
+        _check_graph(graph, x)
+        chosen = select_backend("spmm", x.device, x.dtype, backend)
+        if steps is None:
+            steps = pagerank_steps(graph, c, tol, max_iter, backend=chosen)
+        elif not 0.0 < c <= 1.0:
+            raise ValueError(f"c must be in (0, 1], got {c}")
+        rowptr, col, value, t_rowptr, t_col, t_value = _graph_arrays(graph, x.dtype)
+        if chosen == "reference":
+            return _propagation_reference.pagerank_iterate(rowptr, col, value, x, c, steps)
+        return _propagation_ops.pagerank(rowptr, col, value, t_rowptr, t_col, t_value, x, float(c), int(steps), chosen)
 
 
 def _power_growth(graph, backend: Optional[str], iterations: int = 50):
@@ -278,23 +285,24 @@ def edge_attention(graph, q: Tensor, k: Tensor, v: Tensor, scale: float = 1.0, *
     mask), softmax over the rest, out_v = Σ_u α_{u→v}·v_u; a node with no unmasked edge gets 0.
     q: (N, d), k: (N, d), v: (N, F) -> (N, F).
     """
-    _check_graph(graph, q, "q")
-    _check_like(k, "k", q)
-    _check_like(v, "v", q)
-    if k.shape != q.shape:
-        raise ValueError(f"k must have q's shape {tuple(q.shape)}, got {tuple(k.shape)}")
-    if v.dim() != 2 or v.shape[0] != graph.num_nodes:
-        raise ValueError(f"v must have shape (N={graph.num_nodes}, F), got {tuple(v.shape)}")
-    chosen = select_backend("edge_attention", q.device, q.dtype, backend)
-    rowptr, col, value, t_rowptr, t_col, _ = _graph_arrays(graph, q.dtype)
-    t_perm = graph.t_perm
-    if not use_edge_values:
-        value = None
-    if chosen == "reference":
-        return _propagation_reference.edge_attention(rowptr, col, value, q, k, v, scale)[0]
-    out, _ = _propagation_ops.graph_attention(rowptr, col, value, t_rowptr, t_col, t_perm, q, k, v, float(scale),
-                                              chosen)
-    return out
+    with autocast_policy("promote", q, k, v) as (q, k, v):
+        _check_graph(graph, q, "q")
+        _check_like(k, "k", q)
+        _check_like(v, "v", q)
+        if k.shape != q.shape:
+            raise ValueError(f"k must have q's shape {tuple(q.shape)}, got {tuple(k.shape)}")
+        if v.dim() != 2 or v.shape[0] != graph.num_nodes:
+            raise ValueError(f"v must have shape (N={graph.num_nodes}, F), got {tuple(v.shape)}")
+        chosen = select_backend("edge_attention", q.device, q.dtype, backend)
+        rowptr, col, value, t_rowptr, t_col, _ = _graph_arrays(graph, q.dtype)
+        t_perm = graph.t_perm
+        if not use_edge_values:
+            value = None
+        if chosen == "reference":
+            return _propagation_reference.edge_attention(rowptr, col, value, q, k, v, scale)[0]
+        out, _ = _propagation_ops.graph_attention(rowptr, col, value, t_rowptr, t_col, t_perm, q, k, v, float(scale),
+                                                  chosen)
+        return out
 
 
 def chain_propagate(x: Tensor, variant: str = "plain", hops: int = 1, *, bidirectional: bool = False,
@@ -307,16 +315,17 @@ def chain_propagate(x: Tensor, variant: str = "plain", hops: int = 1, *, bidirec
     bi-directional: column-normalised Σ_k S_sym^k by DST-I) or ``"exponential_approx"`` (expm(S)).
     Filters, stencils and scans only — never an L×L matrix. x: (b, L, m) or (L, m).
     """
-    _check_tensor(x, "x")
-    if x.dim() not in (2, 3):
-        raise ValueError(f"x must have shape (b, L, m) or (L, m), got {tuple(x.shape)}")
-    if not isinstance(hops, int) or hops < 1:
-        raise ValueError(f"hops must be an int >= 1, got {hops!r}")
-    x3 = x.unsqueeze(0) if x.dim() == 2 else x
-    chosen = select_backend("chain", x3.device, x3.dtype, backend)
-    z = _chain.apply_chain(x3, variant, hops, bidirectional, self_dependence, float(self_scaling), accumulative,
-                           chosen)
-    return z.reshape(x.shape)
+    with autocast_policy("promote", x) as (x,):
+        _check_tensor(x, "x")
+        if x.dim() not in (2, 3):
+            raise ValueError(f"x must have shape (b, L, m) or (L, m), got {tuple(x.shape)}")
+        if not isinstance(hops, int) or hops < 1:
+            raise ValueError(f"hops must be an int >= 1, got {hops!r}")
+        x3 = x.unsqueeze(0) if x.dim() == 2 else x
+        chosen = select_backend("chain", x3.device, x3.dtype, backend)
+        z = _chain.apply_chain(x3, variant, hops, bidirectional, self_dependence, float(self_scaling), accumulative,
+                               chosen)
+        return z.reshape(x.shape)
 
 
 __all__ += ["propagate", "pagerank", "pagerank_steps", "spectral_radius", "edge_attention", "chain_propagate"]

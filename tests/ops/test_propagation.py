@@ -396,6 +396,9 @@ def test_opcheck(backend_device):
     torch.library.opcheck(ops.graph_spmm, (*structure, x, x.detach().clone().requires_grad_(), 0.5, 2.0, backend))
     torch.library.opcheck(ops.graph_attention, (*structure[:5], graph.t_perm, q, k, v, 0.7, backend))
     torch.library.opcheck(ops.pagerank, (*structure, x, 0.2, 5, backend))
+    learnable = graph.value.clone().requires_grad_()  # the checkpointed edge-value backward
+    torch.library.opcheck(ops.pagerank, (*_pagerank_structure(graph, learnable), x, 0.2, 5, backend))
+    torch.library.opcheck(ops.graph_spmm, (*_pagerank_structure(graph, learnable), x, None, 0.5, 0.0, backend))
     prefix = "triton_" if backend == "triton" else ""
     kernels = torch.ops.rpn2kernels
     xd = x.detach()

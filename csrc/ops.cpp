@@ -3,7 +3,10 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <cstdio>
+
 #include "cpu/isa.h"
+#include "cpu/peak.h"
 
 namespace {
 
@@ -23,14 +26,34 @@ PyObject* cpu_isa(PyObject*, PyObject* args) {
   return PyUnicode_FromString(rpn2kernels::cpu::isa_name(rpn2kernels::cpu::active_isa()));
 }
 
+// rpn2kernels._C.cpu_multiply_add_peak(seconds=0.2) -> float: GFLOP/s of float32 multiply-add chains on
+// every torch thread in the active ISA's copy (the benchmark reports SGEMM against it).
+PyObject* cpu_multiply_add_peak(PyObject*, PyObject* args) {
+  double seconds = 0.2;
+  if (!PyArg_ParseTuple(args, "|d", &seconds)) return nullptr;
+  if (!(seconds > 0.0 && seconds <= 60.0)) {
+    char message[96];
+    std::snprintf(message, sizeof(message), "rpn2kernels: seconds must be in (0, 60], got %g", seconds);
+    PyErr_SetString(PyExc_ValueError, message);
+    return nullptr;
+  }
+  double gflops = 0.0;
+  Py_BEGIN_ALLOW_THREADS
+  gflops = rpn2kernels::cpu::multiply_add_peak_gflops(seconds);
+  Py_END_ALLOW_THREADS
+  return PyFloat_FromDouble(gflops);
+}
+
 PyMethodDef methods[] = {{"cpu_isa", cpu_isa, METH_VARARGS, "The CPU kernels' instruction set (and select one)."},
+                         {"cpu_multiply_add_peak", cpu_multiply_add_peak, METH_VARARGS,
+                          "GFLOP/s of float32 multiply-add chains on every torch thread (active ISA)."},
                          {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace
 
 extern "C" {
 // Importing rpn2kernels._C runs the static TORCH_LIBRARY initialisers below; the module itself
-// only carries cpu_isa.
+// only carries cpu_isa and cpu_multiply_add_peak.
 PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
   return PyModule_Create(&module_def);

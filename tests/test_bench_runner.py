@@ -6,6 +6,8 @@ import os
 import pytest
 import torch
 
+import rpn2kernels
+
 from rpn2kernels.bench import limits as bench_limits
 from rpn2kernels.bench import runner
 from rpn2kernels.bench.suites import expansion
@@ -15,7 +17,22 @@ def _small_limits():
     cpu = torch.device("cpu")
     return {"threads": torch.get_num_threads(),
             "stream_triad": bench_limits.stream_triad(cpu, 1 << 20, 3),
-            "sgemm": bench_limits.sgemm(cpu, 256, 3)}
+            "sgemm": bench_limits.sgemm(cpu, 256, 3),
+            "multiply_add_peak": bench_limits.multiply_add_peak(0.02)}
+
+
+def test_multiply_add_peak_is_the_hardware_ceiling_of_sgemm(keep_threads):
+    """Closed-form sanity: the probe's GFLOP/s on one thread, doubled, bounds two threads' from above
+    (within noise), and the platform SGEMM of a large product cannot beat the multiply-add units."""
+    torch.set_num_threads(1)
+    one = rpn2kernels._C.cpu_multiply_add_peak(0.1)
+    torch.set_num_threads(2)
+    two = rpn2kernels._C.cpu_multiply_add_peak(0.1)
+    assert 0 < two < 2.6 * one
+    sgemm = bench_limits.sgemm(torch.device("cpu"), 1024, 3)["gflop_per_s"]
+    assert sgemm < 1.1 * two
+    with pytest.raises(ValueError, match=r"seconds must be in \(0, 60\], got -1"):
+        rpn2kernels._C.cpu_multiply_add_peak(-1.0)
 
 
 @pytest.fixture
@@ -39,6 +56,9 @@ def test_run_suite_writes_complete_json(tmp_path, keep_threads):
         assert key in data["environment"], key
     assert data["limits"]["stream_triad"]["gb_per_s"] > 0 and data["limits"]["sgemm"]["gflop_per_s"] > 0
     assert len(data["limits"]["measurements"]) == 2  # start of the run and after the cases
+    assert data["limits"]["multiply_add_peak"]["isa"] == rpn2kernels._extension.cpu_isa()
+    assert data["limits"]["sgemm_fraction_of_peak"] == pytest.approx(
+        data["limits"]["sgemm"]["gflop_per_s"] / data["limits"]["multiply_add_peak"]["gflop_per_s"])
     assert [r["case"] for r in data["rows"]] == ["E1-chebyshev", "E2-taylor", "E3-bspline"]
     assert data["summary"]["correctness_failures"] == 0
     for row in data["rows"]:

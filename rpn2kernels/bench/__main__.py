@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     print(f"rpn2kernels.bench: torch {torch.__version__}, torch.set_num_threads({threads}) -> "
           f"{torch.get_num_threads()} threads, device {device}, {'quick' if args.quick else 'full'} mode")
 
-    from .runner import _limits_for
+    from .runner import _limits_for, _peak_note
 
     t0 = time.perf_counter()
     try:
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
         print(f"rpn2kernels.bench: could not measure the limits: {error}", file=sys.stderr)
         return 2
     print(f"limits: STREAM triad {limits['stream_triad']['gb_per_s']:.1f} GB/s, "
-          f"SGEMM {limits['sgemm']['gflop_per_s']:.1f} GFLOP/s ({time.perf_counter() - t0:.1f} s)")
+          f"SGEMM {limits['sgemm']['gflop_per_s']:.1f} GFLOP/s{_peak_note(limits)} ({time.perf_counter() - t0:.1f} s)")
 
     from .runner import run_suite
 

@@ -15,6 +15,7 @@ from . import _extension
 from ._autocast import autocast_policy
 from .backends import requested_backend, select_backend
 from .basis import basis_arguments, expansion_width
+from .ops._ad_modes import refuse_forward_ad
 from . import chain as _chain
 from .ops import expansion as _expansion_ops
 from .ops import linear as _linear_ops
@@ -64,6 +65,7 @@ def expand(x: Tensor, basis: str = "chebyshev", degree: int = 2, *, backend: Opt
         basis, degree, params = basis_arguments(basis, degree, **basis_params)
         x2 = _prepare_input(x, input_norm)
         chosen = select_backend("expand", x2.device, x2.dtype, backend)
+        refuse_forward_ad("rpn2kernels.expand", chosen, x2)
         out = _expansion_ops.expand(x2, basis, degree, params, chosen)
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
@@ -90,6 +92,7 @@ def expand_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, basi
             if bias.shape != (weight.shape[0],):
                 raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
         chosen = select_backend("expand_linear", x2.device, x2.dtype, backend)
+        refuse_forward_ad("rpn2kernels.expand_linear", chosen, x2, weight, bias)
         y = _expansion_ops.expand_linear(x2, weight, bias, basis, degree, params, chosen)
         return y.reshape(*x.shape[:-1], weight.shape[0])
 
@@ -138,6 +141,7 @@ def narrow_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *, b
         defaulted = requested_backend("narrow_linear", backend)[0] is None
         if defaulted and chosen == "cpu" and not narrow_kernel_preferred(x, weight):
             chosen = "reference"
+        refuse_forward_ad("rpn2kernels.narrow_linear", chosen, x, weight, bias)
         x2 = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
         y = _linear_ops.narrow_linear(x2, weight, bias, chosen)
         return y.reshape(*x.shape[:-1], weight.shape[0]) if x.dim() != 2 else y
@@ -190,6 +194,7 @@ def propagate(graph, x: Tensor, hops: int = 1, accumulate: bool = False, *, back
         if not isinstance(hops, int) or hops < 1:
             raise ValueError(f"hops must be an int >= 1, got {hops!r}")
         chosen = select_backend("spmm", x.device, x.dtype, backend)
+        refuse_forward_ad("rpn2kernels.propagate", chosen, x, graph.value)
         if not accumulate:
             for _ in range(hops):
                 x = _graph_spmm(graph, x, None, 1.0, 0.0, chosen)
@@ -237,6 +242,7 @@ def pagerank(graph, x: Tensor, c: float = 0.15, *, tol: float = 1e-6, max_iter: 
     with autocast_policy("promote", x) as (x,):
         _check_graph(graph, x)
         chosen = select_backend("spmm", x.device, x.dtype, backend)
+        refuse_forward_ad("rpn2kernels.pagerank", chosen, x, graph.value)
         if steps is None:
             steps = pagerank_steps(graph, c, tol, max_iter, backend=chosen)
         elif not 0.0 < c <= 1.0:
@@ -294,6 +300,7 @@ def edge_attention(graph, q: Tensor, k: Tensor, v: Tensor, scale: float = 1.0, *
         if v.dim() != 2 or v.shape[0] != graph.num_nodes:
             raise ValueError(f"v must have shape (N={graph.num_nodes}, F), got {tuple(v.shape)}")
         chosen = select_backend("edge_attention", q.device, q.dtype, backend)
+        refuse_forward_ad("rpn2kernels.edge_attention", chosen, q, k, v, graph.value)
         rowptr, col, value, t_rowptr, t_col, _ = _graph_arrays(graph, q.dtype)
         t_perm = graph.t_perm
         if not use_edge_values:
@@ -323,6 +330,7 @@ def chain_propagate(x: Tensor, variant: str = "plain", hops: int = 1, *, bidirec
             raise ValueError(f"hops must be an int >= 1, got {hops!r}")
         x3 = x.unsqueeze(0) if x.dim() == 2 else x
         chosen = select_backend("chain", x3.device, x3.dtype, backend)
+        refuse_forward_ad("rpn2kernels.chain_propagate", chosen, x3)
         z = _chain.apply_chain(x3, variant, hops, bidirectional, self_dependence, float(self_scaling), accumulative,
                                chosen)
         return z.reshape(x.shape)

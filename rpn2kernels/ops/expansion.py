@@ -14,7 +14,7 @@ from torch import Tensor
 from .. import _extension
 from ..basis import expansion_width
 from ..reference import expansion as reference
-from ._double_backward import refuse_double_backward
+from ._ad_modes import refuse_double_backward
 
 # ---------------------------------------------------------------------------------------------
 # Triton ops (custom_op rather than triton_op: triton_op/wrap_triton fail under TRITON_INTERPRET).

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .. import _extension
 from ..reference import propagation as reference
-from ._double_backward import refuse_double_backward
+from ._ad_modes import refuse_double_backward
 
 # ---------------------------------------------------------------------------------------------
 # Triton twins of the kernel ops (the kernel module is imported on first call, after the user

@@ -1,6 +1,11 @@
-"""torch.autocast: every public function applies its policy (rpn2kernels/_autocast.py) on every
-backend — on CPU, low-precision inputs run in float32; on CUDA, the GEMM-like ops run in the
-autocast dtype and the others in the widest input dtype — against the same call without autocast."""
+"""torch.autocast, forward-mode AD and vmap over every public function, on every backend.
+
+Autocast: each function applies its policy (rpn2kernels/_autocast.py) — on CPU, low-precision inputs
+run in float32; on CUDA, the GEMM-like ops run in the autocast dtype and the others in the widest
+input dtype — checked against the same call without autocast. Forward-mode AD: the kernel backends
+refuse dual inputs (a custom op would pass the tangent as zero); the reference gives the tangent.
+vmap: PyTorch's per-sample fallback, checked against a loop.
+"""
 import pytest
 import torch
 
@@ -33,6 +38,10 @@ def calls(graph):
 
 CPU_BACKENDS = [p for p in backend_device_params() if p.values[0][1] == "cpu"]
 
+def _skip_missing_backend(name, backend):
+    if name == "narrow_linear" and backend == "triton":
+        pytest.skip("narrow_linear has no Triton kernel; backend='triton' is refused (docs/backends.md)")
+
 
 @pytest.mark.parametrize("backend_device", CPU_BACKENDS)
 @pytest.mark.parametrize("name", list(calls(None)))
@@ -42,8 +51,7 @@ def test_cpu_autocast_runs_in_float32(backend_device, name, features_dtype):
     in float32 on every backend, gradients reach the bf16 leaf in bf16; fp32 inputs are untouched
     (the reference backend's own F.linear does not drop to bf16)."""
     backend, device = backend_device
-    if name == "narrow_linear" and backend == "triton":
-        pytest.skip("narrow_linear has no Triton kernel; backend='triton' is refused (docs/backends.md)")
+    _skip_missing_backend(name, backend)
     fn, shapes = calls(_graph(device))[name]
     g = torch.Generator().manual_seed(0)
     inputs = [torch.randn(*s, generator=g).to(device) for s in shapes]
@@ -89,8 +97,7 @@ CUDA_BACKENDS = [p for p in backend_device_params() if p.values[0][1] == "cuda"]
 @pytest.mark.parametrize("name", list(calls(None)))
 def test_cuda_autocast_gemms_in_the_autocast_dtype_others_promote(backend_device, name):
     backend, device = backend_device
-    if name == "narrow_linear" and backend == "triton":
-        pytest.skip("narrow_linear has no Triton kernel; backend='triton' is refused (docs/backends.md)")
+    _skip_missing_backend(name, backend)
     fn, shapes = calls(_graph(device))[name]
     inputs = [torch.randn(*s, device=device) for s in shapes]
     with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -101,3 +108,41 @@ def test_cuda_autocast_gemms_in_the_autocast_dtype_others_promote(backend_device
     assert low.dtype == (torch.bfloat16 if gemm or len(inputs) == 1 else torch.float32)
     want = fn(inputs, backend)
     torch.testing.assert_close(out.float(), want, rtol=3e-2, atol=3e-2)
+
+
+@pytest.mark.parametrize("backend_device", CPU_BACKENDS)
+@pytest.mark.parametrize("name", list(calls(None)))
+def test_forward_mode_ad_is_refused_on_kernel_backends(backend_device, name):
+    backend, device = backend_device
+    _skip_missing_backend(name, backend)
+    fn, shapes = calls(_graph(device))[name]
+    g = torch.Generator().manual_seed(2)
+    inputs = [torch.randn(*s, generator=g, dtype=torch.float64).to(device) for s in shapes]
+    tangent = torch.randn(inputs[0].shape, generator=g, dtype=torch.float64).to(device)
+
+    def features_only(t):
+        return fn([t] + inputs[1:], backend)
+
+    if backend == "reference":  # plain autograd: the tangent is the finite-difference slope
+        _, got = torch.func.jvp(features_only, (inputs[0],), (tangent,))
+        eps = 1e-6
+        slope = (features_only(inputs[0] + eps * tangent) - features_only(inputs[0] - eps * tangent)) / (2 * eps)
+        torch.testing.assert_close(got, slope, rtol=1e-5, atol=1e-6)
+        return
+    with pytest.raises(NotImplementedError, match=r"forward-mode AD \(torch.func.jvp, torch.autograd.forward_ad\) "
+                                                  rf"is not implemented on backend '{backend}'"):
+        torch.func.jvp(features_only, (inputs[0],), (tangent,))
+    import torch.autograd.forward_ad as forward_ad
+
+    with forward_ad.dual_level(), pytest.raises(NotImplementedError, match="forward-mode AD"):
+        features_only(forward_ad.make_dual(inputs[0], tangent))
+
+
+@pytest.mark.parametrize("backend_device", CPU_BACKENDS)
+@pytest.mark.parametrize("name", ["propagate", "pagerank", "chain", "expand"])
+def test_vmap_matches_a_loop(backend_device, name):
+    backend, device = backend_device
+    fn, shapes = calls(_graph(device))[name]
+    batch = torch.randn(3, *shapes[0]).to(device)
+    got = torch.func.vmap(lambda t: fn([t], backend))(batch)
+    torch.testing.assert_close(got, torch.stack([fn([t], backend) for t in batch]))

@@ -38,9 +38,11 @@ def calls(graph):
 
 CPU_BACKENDS = [p for p in backend_device_params() if p.values[0][1] == "cpu"]
 
-def _skip_missing_backend(name, backend):
+def _call(name, backend, device):
+    """(function, input shapes) of ``name`` on this device; skips the one op without a Triton kernel."""
     if name == "narrow_linear" and backend == "triton":
         pytest.skip("narrow_linear has no Triton kernel; backend='triton' is refused (docs/backends.md)")
+    return calls(_graph(device))[name]
 
 
 @pytest.mark.parametrize("backend_device", CPU_BACKENDS)
@@ -51,8 +53,7 @@ def test_cpu_autocast_runs_in_float32(backend_device, name, features_dtype):
     in float32 on every backend, gradients reach the bf16 leaf in bf16; fp32 inputs are untouched
     (the reference backend's own F.linear does not drop to bf16)."""
     backend, device = backend_device
-    _skip_missing_backend(name, backend)
-    fn, shapes = calls(_graph(device))[name]
+    fn, shapes = _call(name, backend, device)
     g = torch.Generator().manual_seed(0)
     inputs = [torch.randn(*s, generator=g).to(device) for s in shapes]
     leaves = [inputs[0].to(features_dtype).requires_grad_()] + [t.clone().requires_grad_() for t in inputs[1:]]
@@ -97,8 +98,7 @@ CUDA_BACKENDS = [p for p in backend_device_params() if p.values[0][1] == "cuda"]
 @pytest.mark.parametrize("name", list(calls(None)))
 def test_cuda_autocast_gemms_in_the_autocast_dtype_others_promote(backend_device, name):
     backend, device = backend_device
-    _skip_missing_backend(name, backend)
-    fn, shapes = calls(_graph(device))[name]
+    fn, shapes = _call(name, backend, device)
     inputs = [torch.randn(*s, device=device) for s in shapes]
     with torch.autocast("cuda", dtype=torch.bfloat16):
         out = fn(inputs, backend)
@@ -114,8 +114,7 @@ def test_cuda_autocast_gemms_in_the_autocast_dtype_others_promote(backend_device
 @pytest.mark.parametrize("name", list(calls(None)))
 def test_forward_mode_ad_is_refused_on_kernel_backends(backend_device, name):
     backend, device = backend_device
-    _skip_missing_backend(name, backend)
-    fn, shapes = calls(_graph(device))[name]
+    fn, shapes = _call(name, backend, device)
     g = torch.Generator().manual_seed(2)
     inputs = [torch.randn(*s, generator=g, dtype=torch.float64).to(device) for s in shapes]
     tangent = torch.randn(inputs[0].shape, generator=g, dtype=torch.float64).to(device)
@@ -142,7 +141,7 @@ def test_forward_mode_ad_is_refused_on_kernel_backends(backend_device, name):
 @pytest.mark.parametrize("name", ["propagate", "pagerank", "chain", "expand"])
 def test_vmap_matches_a_loop(backend_device, name):
     backend, device = backend_device
-    fn, shapes = calls(_graph(device))[name]
+    fn, shapes = _call(name, backend, device)
     batch = torch.randn(3, *shapes[0]).to(device)
     got = torch.func.vmap(lambda t: fn([t], backend))(batch)
     torch.testing.assert_close(got, torch.stack([fn([t], backend) for t in batch]))

@@ -145,3 +145,23 @@ def test_vmap_matches_a_loop(backend_device, name):
     batch = torch.randn(3, *shapes[0]).to(device)
     got = torch.func.vmap(lambda t: fn([t], backend))(batch)
     torch.testing.assert_close(got, torch.stack([fn([t], backend) for t in batch]))
+
+
+@pytest.mark.parametrize("backend_device", CPU_BACKENDS)
+def test_functorch_grad_raises_on_kernel_backends_and_works_on_the_reference(backend_device):
+    """torch.func.grad over a custom op's generated autograd is refused by PyTorch (loudly, which is
+    what matters: no silent zero gradient); the reference matches torch.autograd.grad."""
+    backend, device = backend_device
+    fn, shapes = _call("propagate", backend, device)
+    x = torch.randn(*shapes[0], dtype=torch.float64).to(device)
+
+    def loss(t):
+        return fn([t], backend).sin().sum()
+
+    if backend != "reference":
+        with pytest.raises(RuntimeError, match="functorch transforms"):
+            torch.func.grad(loss)(x)
+        return
+    leaf = x.clone().requires_grad_()
+    (want,) = torch.autograd.grad(loss(leaf), leaf)
+    torch.testing.assert_close(torch.func.grad(loss)(x), want)

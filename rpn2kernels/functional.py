@@ -9,13 +9,14 @@ import math
 from typing import Optional
 
 import torch
+import torch.autograd.forward_ad as forward_ad
 from torch import Tensor
 
 from . import _extension
 from ._autocast import autocast_policy
 from .backends import requested_backend, select_backend
 from .basis import basis_arguments, expansion_width
-from .ops._ad_modes import refuse_forward_ad
+from .ops._ad_modes import refuse_forward_ad, through_linear
 from . import chain as _chain
 from .ops import expansion as _expansion_ops
 from .ops import linear as _linear_ops
@@ -141,10 +142,24 @@ def narrow_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *, b
         defaulted = requested_backend("narrow_linear", backend)[0] is None
         if defaulted and chosen == "cpu" and not narrow_kernel_preferred(x, weight):
             chosen = "reference"
-        refuse_forward_ad("rpn2kernels.narrow_linear", chosen, x, weight, bias)
         x2 = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
-        y = _linear_ops.narrow_linear(x2, weight, bias, chosen)
+        y = _narrow_linear_forward_ad(x2, weight, bias, chosen)
         return y.reshape(*x.shape[:-1], weight.shape[0]) if x.dim() != 2 else y
+
+
+def _narrow_linear_forward_ad(x: Tensor, weight: Tensor, bias: Optional[Tensor], backend: str) -> Tensor:
+    """The op; under forward-mode AD its bilinear tangent ẋ·Wᵀ + x·Ẇᵀ + ḃ from the same op."""
+    if backend == "reference" or torch.compiler.is_compiling():
+        return _linear_ops.narrow_linear(x, weight, bias, backend)
+    (xp, xt), (wp, wt) = forward_ad.unpack_dual(x), forward_ad.unpack_dual(weight)
+    bp, bt = forward_ad.unpack_dual(bias) if bias is not None else (None, None)
+    if xt is None and wt is None and bt is None:
+        return _linear_ops.narrow_linear(x, weight, bias, backend)
+    terms = [_linear_ops.narrow_linear(xt, wp, None, backend) if xt is not None else None,
+             _linear_ops.narrow_linear(xp, wt, None, backend) if wt is not None else None,
+             bt.expand(xp.shape[0], -1) if bt is not None else None]
+    tangent = sum(t for t in terms if t is not None)
+    return forward_ad.make_dual(_linear_ops.narrow_linear(xp, wp, bp, backend), tangent)
 
 
 __all__ += ["narrow_linear"]
@@ -194,15 +209,19 @@ def propagate(graph, x: Tensor, hops: int = 1, accumulate: bool = False, *, back
         if not isinstance(hops, int) or hops < 1:
             raise ValueError(f"hops must be an int >= 1, got {hops!r}")
         chosen = select_backend("spmm", x.device, x.dtype, backend)
-        refuse_forward_ad("rpn2kernels.propagate", chosen, x, graph.value)
-        if not accumulate:
-            for _ in range(hops):
-                x = _graph_spmm(graph, x, None, 1.0, 0.0, chosen)
-            return x
-        y = x
-        for _ in range(hops - 1):
-            y = _graph_spmm(graph, y, x, 1.0, 1.0, chosen)
-        return _graph_spmm(graph, y, None, 1.0, 0.0, chosen)
+        refuse_forward_ad("rpn2kernels.propagate", chosen, graph.value)
+        return through_linear(lambda t: _propagate(graph, t, hops, accumulate, chosen), x, chosen)
+
+
+def _propagate(graph, x: Tensor, hops: int, accumulate: bool, backend: str) -> Tensor:
+    if not accumulate:
+        for _ in range(hops):
+            x = _graph_spmm(graph, x, None, 1.0, 0.0, backend)
+        return x
+    y = x
+    for _ in range(hops - 1):
+        y = _graph_spmm(graph, y, x, 1.0, 1.0, backend)
+    return _graph_spmm(graph, y, None, 1.0, 0.0, backend)
 
 
 def pagerank_steps(graph, c: float = 0.15, tol: float = 1e-6, max_iter: Optional[int] = None, *,
@@ -242,7 +261,7 @@ def pagerank(graph, x: Tensor, c: float = 0.15, *, tol: float = 1e-6, max_iter: 
     with autocast_policy("promote", x) as (x,):
         _check_graph(graph, x)
         chosen = select_backend("spmm", x.device, x.dtype, backend)
-        refuse_forward_ad("rpn2kernels.pagerank", chosen, x, graph.value)
+        refuse_forward_ad("rpn2kernels.pagerank", chosen, graph.value)
         if steps is None:
             steps = pagerank_steps(graph, c, tol, max_iter, backend=chosen)
         elif not 0.0 < c <= 1.0:
@@ -250,7 +269,8 @@ def pagerank(graph, x: Tensor, c: float = 0.15, *, tol: float = 1e-6, max_iter: 
         rowptr, col, value, t_rowptr, t_col, t_value = _graph_arrays(graph, x.dtype)
         if chosen == "reference":
             return _propagation_reference.pagerank_iterate(rowptr, col, value, x, c, steps)
-        return _propagation_ops.pagerank(rowptr, col, value, t_rowptr, t_col, t_value, x, float(c), int(steps), chosen)
+        return through_linear(lambda t: _propagation_ops.pagerank(rowptr, col, value, t_rowptr, t_col, t_value, t,
+                                                                  float(c), int(steps), chosen), x, chosen)
 
 
 def _power_growth(graph, backend: Optional[str], iterations: int = 50):
@@ -330,9 +350,8 @@ def chain_propagate(x: Tensor, variant: str = "plain", hops: int = 1, *, bidirec
             raise ValueError(f"hops must be an int >= 1, got {hops!r}")
         x3 = x.unsqueeze(0) if x.dim() == 2 else x
         chosen = select_backend("chain", x3.device, x3.dtype, backend)
-        refuse_forward_ad("rpn2kernels.chain_propagate", chosen, x3)
-        z = _chain.apply_chain(x3, variant, hops, bidirectional, self_dependence, float(self_scaling), accumulative,
-                               chosen)
+        z = through_linear(lambda t: _chain.apply_chain(t, variant, hops, bidirectional, self_dependence,
+                                                        float(self_scaling), accumulative, chosen), x3, chosen)
         return z.reshape(x.shape)
 
 

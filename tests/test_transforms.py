@@ -110,31 +110,58 @@ def test_cuda_autocast_gemms_in_the_autocast_dtype_others_promote(backend_device
     torch.testing.assert_close(out.float(), want, rtol=3e-2, atol=3e-2)
 
 
+LINEAR = ("narrow_linear", "propagate", "pagerank", "chain")  # forward AD through the op itself
+
+
 @pytest.mark.parametrize("backend_device", CPU_BACKENDS)
 @pytest.mark.parametrize("name", list(calls(None)))
-def test_forward_mode_ad_is_refused_on_kernel_backends(backend_device, name):
+def test_forward_mode_ad(backend_device, name):
+    """The ops linear in their inputs give the exact tangent on every backend (the op on the primal
+    and on the tangent; narrow_linear's bilinear ẋ·Wᵀ + x·Ẇᵀ + ḃ), checked against central finite
+    differences; the others refuse dual inputs on the kernel backends rather than pass a zero tangent."""
     backend, device = backend_device
     fn, shapes = _call(name, backend, device)
     g = torch.Generator().manual_seed(2)
     inputs = [torch.randn(*s, generator=g, dtype=torch.float64).to(device) for s in shapes]
-    tangent = torch.randn(inputs[0].shape, generator=g, dtype=torch.float64).to(device)
+    tangents = [torch.randn(t.shape, generator=g, dtype=torch.float64).to(device) for t in inputs]
 
-    def features_only(t):
-        return fn([t] + inputs[1:], backend)
+    def call(*tensors):
+        return fn(list(tensors), backend)
 
-    if backend == "reference":  # plain autograd: the tangent is the finite-difference slope
-        _, got = torch.func.jvp(features_only, (inputs[0],), (tangent,))
+    if backend == "reference" or name in LINEAR:
+        _, got = torch.func.jvp(call, tuple(inputs), tuple(tangents))
         eps = 1e-6
-        slope = (features_only(inputs[0] + eps * tangent) - features_only(inputs[0] - eps * tangent)) / (2 * eps)
-        torch.testing.assert_close(got, slope, rtol=1e-5, atol=1e-6)
+        plus = call(*[t + eps * d for t, d in zip(inputs, tangents)])
+        minus = call(*[t - eps * d for t, d in zip(inputs, tangents)])
+        torch.testing.assert_close(got, (plus - minus) / (2 * eps), rtol=1e-5, atol=1e-6)
+        import torch.autograd.forward_ad as forward_ad
+
+        with forward_ad.dual_level():
+            dual = call(*[forward_ad.make_dual(t, d) for t, d in zip(inputs, tangents)])
+            torch.testing.assert_close(forward_ad.unpack_dual(dual).tangent, got)
         return
     with pytest.raises(NotImplementedError, match=r"forward-mode AD \(torch.func.jvp, torch.autograd.forward_ad\) "
                                                   rf"is not implemented on backend '{backend}'"):
-        torch.func.jvp(features_only, (inputs[0],), (tangent,))
+        torch.func.jvp(call, tuple(inputs), tuple(tangents))
     import torch.autograd.forward_ad as forward_ad
 
     with forward_ad.dual_level(), pytest.raises(NotImplementedError, match="forward-mode AD"):
-        features_only(forward_ad.make_dual(inputs[0], tangent))
+        call(forward_ad.make_dual(inputs[0], tangents[0]), *inputs[1:])
+
+
+@pytest.mark.parametrize("backend_device", [p for p in CPU_BACKENDS if p.values[0][0] != "reference"])
+@pytest.mark.parametrize("name", list(calls(None)))
+def test_a_dual_gradient_reaching_a_kernel_backward_is_refused(backend_device, name):
+    """torch.autograd.grad with dual grad_outputs (forward-over-reverse) would hand the registered
+    backwards a tangent that their kernel ops drop: refused too."""
+    backend, device = backend_device
+    fn, shapes = _call(name, backend, device)
+    inputs = [torch.randn(*s, dtype=torch.float64).to(device).requires_grad_() for s in shapes]
+    out = fn(inputs, backend)
+    import torch.autograd.forward_ad as forward_ad
+
+    with forward_ad.dual_level(), pytest.raises(NotImplementedError, match="forward-mode AD"):
+        torch.autograd.grad(out, inputs[0], forward_ad.make_dual(torch.ones_like(out), torch.ones_like(out)))
 
 
 @pytest.mark.parametrize("backend_device", CPU_BACKENDS)

@@ -5,8 +5,11 @@
   MAML). A backward built from kernel ops without autograd would then return gradients that
   silently do not depend on their inputs (PyTorch only warns), so such a backward refuses.
 * Forward-mode AD (``torch.func.jvp``, ``torch.autograd.forward_ad``). Custom ops have no
-  forward-AD formula, and PyTorch passes a dual tensor through one as if its tangent were zero, so
-  every public function refuses dual inputs on the kernel backends.
+  forward-AD formula, and PyTorch passes a dual tensor through one as if its tangent were zero.
+  Functions linear in their input (propagation, PageRank, chains; ``narrow_linear`` is bilinear)
+  run the op on the primal and on the tangent and pair the results (``through_linear``); the
+  others refuse dual inputs on the kernel backends, and so does every registered backward handed a
+  dual gradient.
 
 Both errors name the backend that supports the mode: ``reference``, whose ops are plain autograd.
 """
@@ -34,3 +37,13 @@ def refuse_forward_ad(function: str, backend: str, *tensors) -> None:
             raise NotImplementedError(
                 f"{function}: forward-mode AD (torch.func.jvp, torch.autograd.forward_ad) is not implemented on "
                 f"backend {backend!r} (a custom op would pass the tangent as zero); use backend='reference'")
+
+
+def through_linear(fn, x: torch.Tensor, backend: str) -> torch.Tensor:
+    """fn(x) for fn linear in x; under forward-mode AD, the dual of fn(primal) and fn(tangent)."""
+    if backend == "reference" or torch.compiler.is_compiling():
+        return fn(x)
+    primal, tangent = forward_ad.unpack_dual(x)
+    if tangent is None:
+        return fn(x)
+    return forward_ad.make_dual(fn(primal), fn(tangent))

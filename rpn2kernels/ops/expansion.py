@@ -14,7 +14,7 @@ from torch import Tensor
 from .. import _extension
 from ..basis import expansion_width
 from ..reference import expansion as reference
-from ._ad_modes import refuse_double_backward
+from ._ad_modes import refuse_double_backward, refuse_forward_ad
 
 # ---------------------------------------------------------------------------------------------
 # Triton ops (custom_op rather than triton_op: triton_op/wrap_triton fail under TRITON_INTERPRET).
@@ -82,6 +82,7 @@ def _register_expand_autograd(op: str, backward_op: Callable, triton: bool) -> N
         (x,) = ctx.saved_tensors
         # dx's own derivative needs κ'', which no kernel computes
         refuse_double_backward(op, "triton" if triton else x.device.type)
+        refuse_forward_ad(op, "triton" if triton else x.device.type, grad_features)
         return backward_op(grad_features.contiguous(), x, *ctx.spec), None, None, None
 
     torch.library.register_autograd(op, backward, setup_context=setup_context)
@@ -97,6 +98,7 @@ def _register_expand_linear_autograd(op: str, backward_op: Callable, triton: boo
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
         refuse_double_backward(op, "triton" if triton else x.device.type)
+        refuse_forward_ad(op, "triton" if triton else x.device.type, grad_out)
         grad_out = grad_out.contiguous()
         grad_x, grad_weight = backward_op(grad_out, x, weight, *ctx.spec)
         grad_bias = grad_out.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from .. import _extension
 from ..reference import linear as reference
+from ._ad_modes import refuse_forward_ad
 
 
 def _fake_narrow_linear(x, weight, bias):
@@ -27,6 +28,7 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad):
+    refuse_forward_ad("rpn2kernels::narrow_linear", grad.device.type, grad)
     x, weight = ctx.saved_tensors
     op = torch.ops.rpn2kernels.narrow_linear
     grad_x = op(grad, weight.t(), None) if ctx.needs_input_grad[0] else None

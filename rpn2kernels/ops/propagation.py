@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .. import _extension
 from ..reference import propagation as reference
-from ._ad_modes import refuse_double_backward
+from ._ad_modes import refuse_double_backward, refuse_forward_ad
 
 # ---------------------------------------------------------------------------------------------
 # Triton twins of the kernel ops (the kernel module is imported on first call, after the user
@@ -118,7 +118,10 @@ def _register_chain_autograd(prefix: str) -> None:
         ctx.taps, ctx.first_offset, ctx.beta = list(taps), first_offset, beta
         ctx.odd_reflect = bool(inputs[5]) if len(inputs) > 5 else False
 
+    backend = "triton" if prefix else None
+
     def filter_backward(ctx, grad):
+        refuse_forward_ad(f"rpn2kernels::{prefix}chain_filter", backend or grad.device.type, grad)
         grad = grad.contiguous()
         grad_x = grad_base = None
         if ctx.needs_input_grad[0]:  # the adjoint: reversed taps, mirrored offsets (with odd_reflect the
@@ -133,6 +136,7 @@ def _register_chain_autograd(prefix: str) -> None:
         ctx.reverse = inputs[1]
 
     def scan_backward(ctx, grad):
+        refuse_forward_ad(f"rpn2kernels::{prefix}chain_scan", backend or grad.device.type, grad)
         return chain_scan(grad.contiguous(), not ctx.reverse), None
 
     torch.library.register_autograd(f"rpn2kernels::{prefix}chain_filter", filter_backward, setup_context=filter_setup)
@@ -219,6 +223,7 @@ def _graph_spmm_setup(ctx, inputs, output):
 
 
 def _graph_spmm_backward(ctx, grad):
+    refuse_forward_ad("rpn2kernels::graph_spmm", ctx.backend, grad)
     rowptr, col, value, t_rowptr, t_col, t_value, x = ctx.saved_tensors
     grad = grad.contiguous()
     grad_value = grad_x = grad_base = None
@@ -272,6 +277,7 @@ def _graph_attention_backward(ctx, grad_out, grad_lse):
     rowptr, col, value, t_rowptr, t_col, t_perm, q, k, v, out, lse = ctx.saved_tensors
     backend = ctx.backend
     refuse_double_backward("rpn2kernels::graph_attention", backend)
+    refuse_forward_ad("rpn2kernels::graph_attention", backend, grad_out)
     _, backward = _attention_kernels(backend)
     grad_out = grad_out.contiguous()
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
@@ -348,6 +354,7 @@ def _pagerank_setup(ctx, inputs, output):
 
 
 def _pagerank_backward(ctx, grad):
+    refuse_forward_ad("rpn2kernels::pagerank", ctx.backend, grad)
     t_rowptr, t_col, t_value, rowptr, col, value, x = ctx.saved_tensors
     grad = grad.contiguous()
     if ctx.needs_input_grad[2] and value is not None:

@@ -80,9 +80,9 @@ def _register_expand_autograd(op: str, backward_op: Callable, triton: bool) -> N
 
     def backward(ctx, grad_features):
         (x,) = ctx.saved_tensors
-        # dx's own derivative needs κ'', which no kernel computes
-        refuse_double_backward(op, "triton" if triton else x.device.type)
-        refuse_forward_ad(op, "triton" if triton else x.device.type, grad_features)
+        backend = "triton" if triton else x.device.type
+        refuse_double_backward(op, backend)  # dx's own derivative needs κ'', which no kernel computes
+        refuse_forward_ad(op, backend, grad_features)
         return backward_op(grad_features.contiguous(), x, *ctx.spec), None, None, None
 
     torch.library.register_autograd(op, backward, setup_context=setup_context)
@@ -97,8 +97,9 @@ def _register_expand_linear_autograd(op: str, backward_op: Callable, triton: boo
 
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
-        refuse_double_backward(op, "triton" if triton else x.device.type)
-        refuse_forward_ad(op, "triton" if triton else x.device.type, grad_out)
+        backend = "triton" if triton else x.device.type
+        refuse_double_backward(op, backend)
+        refuse_forward_ad(op, backend, grad_out)
         grad_out = grad_out.contiguous()
         grad_x, grad_weight = backward_op(grad_out, x, weight, *ctx.spec)
         grad_bias = grad_out.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None

@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "allocation.h"
 #include "rpn2kernels/expansion_host.h"
 #include "rpn2kernels/expansion_math.h"
 
@@ -501,7 +502,7 @@ at::Tensor taylor2_forward(const at::Tensor& x, const at::Tensor& weight, const 
 std::tuple<at::Tensor, at::Tensor> taylor2_backward(const at::Tensor& grad, const at::Tensor& x,
                                                     const at::Tensor& weight) {
   const int64_t B = x.size(0), m = x.size(1), n = weight.size(0);
-  at::Tensor grad_weight = at::empty_like(weight);
+  at::Tensor grad_weight = cpu::empty_output_like(weight);
   at::Tensor dw1 = grad_weight.narrow(1, 0, m);
   at::mm_out(dw1, grad.t(), x);
   at::Tensor grad_x = at::mm(grad, weight.narrow(1, 0, m));
@@ -532,7 +533,7 @@ at::Tensor expand_cpu(const at::Tensor& x_in, c10::string_view basis, int64_t de
   check_cpu_backend(x_in, "x");
   const at::Tensor x = x_in.contiguous();
   const int64_t B = x.size(0), m = x.size(1), D = expansion_width(spec, m);
-  at::Tensor out = at::empty({B, D}, x.options());
+  at::Tensor out = cpu::empty_output({B, D}, x.options());
   if (B == 0 || D == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_expand_cpu", [&] {
     expand_rows<scalar_t>(spec, x.data_ptr<scalar_t>(), B, m, out.data_ptr<scalar_t>(), D);
@@ -546,7 +547,7 @@ at::Tensor expand_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in
   check_cpu_backend(x_in, "x");
   const int64_t B = x_in.size(0), m = x_in.size(1), D = check_backward_inputs(grad_in, x_in, spec);
   const at::Tensor x = x_in.contiguous(), grad = grad_in.contiguous();
-  at::Tensor dx = at::zeros({B, m}, x.options());
+  at::Tensor dx = cpu::empty_output({B, m}, x.options()).zero_();
   if (B == 0 || D == 0) return dx;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_expand_backward_cpu", [&] {
     expand_rows_backward<scalar_t>(spec, grad.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), B, m, D,
@@ -570,7 +571,7 @@ at::Tensor expand_linear_cpu(const at::Tensor& x_in, const at::Tensor& weight_in
   }
   if (use_taylor2_identity(spec, m)) return taylor2_forward(x, weight, bias);
 
-  at::Tensor y = at::empty({B, n}, x.options());
+  at::Tensor y = cpu::empty_output({B, n}, x.options());
   const int64_t tile = tile_rows(B, D, x.element_size());
   at::Tensor features = workspace(tile * D, x.options()).view({tile, D});
   const at::Tensor weight_t = weight.t();
@@ -601,8 +602,8 @@ std::tuple<at::Tensor, at::Tensor> expand_linear_backward_cpu(const at::Tensor& 
   if (B == 0 || n == 0 || D == 0) return {at::zeros_like(x), at::zeros_like(weight)};
   if (use_taylor2_identity(spec, m)) return taylor2_backward(grad, x, weight);
 
-  at::Tensor grad_x = at::empty_like(x);
-  at::Tensor grad_weight = at::empty_like(weight);
+  at::Tensor grad_x = cpu::empty_output_like(x);
+  at::Tensor grad_weight = cpu::empty_output_like(weight);
   if (spec.basis == Basis::Taylor) {
     // Taylor features mix attributes: tile over rows, accumulating dW.
     grad_weight.zero_();

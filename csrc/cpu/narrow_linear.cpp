@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "allocation.h"
 #include "isa.h"
 #if RPN2K_HAVE_AVX2_COPY
 #include <immintrin.h>
@@ -159,7 +160,7 @@ at::Tensor narrow_linear_cpu(const at::Tensor& x, const at::Tensor& weight, cons
   // Gᵀ·x) already has, an ordinary (n, m) weight is packed (n·m elements, small by assumption).
   const at::Tensor b = (weight.stride(0) == 1 || cols <= 1) ? weight.t() : weight.t().contiguous();
   const at::Tensor add = (bias.has_value() && bias->defined()) ? bias->contiguous() : at::Tensor();
-  at::Tensor out = at::empty({rows, cols}, x.options());
+  at::Tensor out = cpu::empty_output({rows, cols}, x.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_narrow_linear_cpu", [&] {
     NarrowGemm<scalar_t> g{x.data_ptr<scalar_t>(), x.stride(0), x.stride(1),

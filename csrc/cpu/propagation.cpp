@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "allocation.h"
 #include "isa.h"
 #include "rpn2kernels/propagation_host.h"
 #include "rpn2kernels/propagation_math.h"
@@ -140,7 +141,7 @@ at::Tensor spmm_cpu(const at::Tensor& rowptr, const at::Tensor& col, const c10::
   const bool has_base = base.has_value() && base->defined();
   const at::Tensor vc = has_value ? value->contiguous() : at::Tensor();
   const at::Tensor bc = has_base ? base->contiguous() : at::Tensor();
-  at::Tensor out = at::empty({R, x.size(1)}, x.options());
+  at::Tensor out = cpu::empty_output({R, x.size(1)}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_spmm_cpu", [&] {
     spmm_kernel<scalar_t>(rpc, cc, has_value ? vc.data_ptr<scalar_t>() : nullptr, xc,
                           has_base ? bc.data_ptr<scalar_t>() : nullptr, static_cast<scalar_t>(alpha),
@@ -158,9 +159,10 @@ at::Tensor pagerank_iterate_cpu(const at::Tensor& rowptr, const at::Tensor& col,
   const at::Tensor xc = x.contiguous(), rpc = rowptr.contiguous(), cc = col.contiguous();
   const bool has_value = value.has_value() && value->defined();
   const at::Tensor vc = has_value ? value->contiguous() : at::Tensor();
-  at::Tensor z = xc * c;
+  at::Tensor z = cpu::empty_output_like(xc);
+  at::mul_out(z, xc, c);
   if (iterations == 0) return z;
-  at::Tensor next = at::empty_like(z);
+  at::Tensor next = cpu::empty_output_like(z);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_pagerank_iterate_cpu", [&] {
     for (int64_t t = 0; t < iterations; ++t) {
       spmm_kernel<scalar_t>(rpc, cc, has_value ? vc.data_ptr<scalar_t>() : nullptr, z, xc.data_ptr<scalar_t>(),
@@ -176,7 +178,7 @@ at::Tensor sddmm_cpu(const at::Tensor& rowptr, const at::Tensor& col, const at::
   check_cpu_backend(a, "a");
   check_rowptr_ends(rowptr, col.numel());
   const at::Tensor ac = a.contiguous(), bc = b.contiguous(), rpc = rowptr.contiguous(), cc = col.contiguous();
-  at::Tensor out = at::empty({col.numel()}, a.options());
+  at::Tensor out = cpu::empty_output({col.numel()}, a.options());
   const int64_t F = a.size(1);
   IndexGuard guard(b.size(0));
   std::atomic<bool> bad_rowptr{false};
@@ -229,7 +231,7 @@ std::tuple<at::Tensor, at::Tensor> edge_attention_cpu(const at::Tensor& rowptr, 
                    cc = col.contiguous();
   const at::Tensor valc = has_value ? value->contiguous() : at::Tensor();
   const int64_t Fq = q.size(1), Fv = v.size(1);
-  at::Tensor out = at::empty({R, Fv}, q.options());
+  at::Tensor out = cpu::empty_output({R, Fv}, q.options());
   at::Tensor lse = at::empty({R}, q.options().dtype(lse_dtype(q.scalar_type())));
   IndexGuard guard(k.size(0));
   std::atomic<bool> bad_rowptr{false};
@@ -301,9 +303,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> edge_attention_backward_cpu(
   const at::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous(), oc = out.contiguous(),
                    lc = lse.contiguous(), gc = grad_out.contiguous(), rpc = rowptr.contiguous(), cc = col.contiguous();
   const at::Tensor valc = has_value ? value->contiguous() : at::Tensor();
-  at::Tensor grad_q = at::zeros({R, Fq}, q.options());
-  at::Tensor grad_logit = at::empty({col.numel()}, q.options());
-  at::Tensor prob = at::empty({col.numel()}, q.options());
+  at::Tensor grad_q = cpu::empty_output({R, Fq}, q.options()).zero_();
+  at::Tensor grad_logit = cpu::empty_output({col.numel()}, q.options());
+  at::Tensor prob = cpu::empty_output({col.numel()}, q.options());
   IndexGuard guard(k.size(0));
   std::atomic<bool> bad_rowptr{false};
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "rpn2kernels_edge_attention_backward_cpu", [&] {
@@ -363,7 +365,7 @@ at::Tensor chain_filter_cpu(const at::Tensor& x, at::ArrayRef<double> taps, int6
   const bool has_base = base.has_value() && base->defined();
   const at::Tensor xc = x.contiguous();
   const at::Tensor bc = has_base ? base->contiguous() : at::Tensor();
-  at::Tensor out = at::empty_like(xc);
+  at::Tensor out = cpu::empty_output_like(xc);
   const int64_t B = x.size(0), L = x.size(1), M = x.size(2);
   const int64_t T = static_cast<int64_t>(taps.size());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_chain_filter_cpu", [&] {
@@ -390,7 +392,7 @@ at::Tensor chain_scan_cpu(const at::Tensor& x, bool reverse) {
   check_chain_input(x);
   check_cpu_backend(x, "x");
   const at::Tensor xc = x.contiguous();
-  at::Tensor out = at::empty_like(xc);
+  at::Tensor out = cpu::empty_output_like(xc);
   const int64_t B = x.size(0), L = x.size(1), M = x.size(2);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_chain_scan_cpu", [&] {
     const scalar_t* xp = xc.data_ptr<scalar_t>();

@@ -13,7 +13,7 @@ namespace cpu {
 bool huge_page_advice_enabled() {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   const char* flag = std::getenv("RPN2K_HUGE_PAGES");
-  return flag == nullptr || std::strcmp(flag, "0") != 0;
+  return flag != nullptr && std::strcmp(flag, "1") == 0;
 #else
   return false;
 #endif

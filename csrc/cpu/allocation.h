@@ -9,7 +9,9 @@
 // kernel, dominated a 1M-node SpMM pass. So outputs above that size are advised MADV_HUGEPAGE
 // before anything touches them, as PyTorch does for every allocation under THP_MEM_ALLOC_ENABLE=1.
 // The advice changes no value; where the kernel does not support it the call fails and is ignored.
-// RPN2K_HUGE_PAGES=0 turns it off.
+// Opt-in (RPN2K_HUGE_PAGES=1): on this Firecracker VM, whose balloon reports freed order-11 blocks
+// to the host, a fresh huge page sometimes costs host faults, and E2 interleaved with the other
+// benchmark rows got slower (median 213 -> 380 ms) while G4 got faster (3.06 -> 1.6-2.1 s).
 #include <ATen/ATen.h>
 
 #include <cstdint>
@@ -20,7 +22,7 @@ namespace cpu {
 // Smallest output (bytes) that is advised.
 constexpr int64_t kHugePageAdviceBytes = int64_t(32) << 20;
 
-// Whether outputs are advised now (RPN2K_HUGE_PAGES unset or not "0", on Linux).
+// Whether outputs are advised now (RPN2K_HUGE_PAGES=1, on Linux).
 bool huge_page_advice_enabled();
 
 // at::empty(sizes, options), advised for huge pages when it is large (see above).

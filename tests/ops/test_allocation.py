@@ -54,8 +54,8 @@ def huge_pages_flag(monkeypatch):
     return set_flag
 
 
-@pytest.mark.parametrize("flag, advised", [(None, True), ("1", True), ("0", False)])
-def test_large_propagate_output_is_advised_unless_turned_off(huge_pages_flag, flag, advised):
+@pytest.mark.parametrize("flag, advised", [(None, False), ("1", True), ("0", False)])
+def test_large_propagate_output_is_advised_when_turned_on(huge_pages_flag, flag, advised):
     huge_pages_flag(flag)
     N, feats = 140_000, 64  # 35.8 MB of float32 output
     x = torch.randn(N, feats)
@@ -67,7 +67,7 @@ def test_large_propagate_output_is_advised_unless_turned_off(huge_pages_flag, fl
 
 
 def test_small_output_is_not_advised(huge_pages_flag):
-    huge_pages_flag(None)
+    huge_pages_flag("1")
     N, feats = 1000, 16
     out = F.propagate(chain_graph(N), torch.randn(N, feats), 1, backend="cpu")
     assert out.numel() * out.element_size() < THRESHOLD_BYTES
@@ -77,7 +77,7 @@ def test_small_output_is_not_advised(huge_pages_flag):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_large_pagerank_and_expansion_outputs_keep_their_values(huge_pages_flag, dtype):
-    huge_pages_flag(None)
+    huge_pages_flag("1")
     N, feats = 70_000 if dtype == torch.float64 else 140_000, 64
     x = torch.randn(N, feats, dtype=dtype)
     G = chain_graph(N)

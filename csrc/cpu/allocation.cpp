@@ -10,6 +10,9 @@
 namespace rpn2kernels {
 namespace cpu {
 
+namespace {
+
+// Whether outputs are advised now (RPN2K_HUGE_PAGES=1, on Linux).
 bool huge_page_advice_enabled() {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   const char* flag = std::getenv("RPN2K_HUGE_PAGES");
@@ -18,8 +21,6 @@ bool huge_page_advice_enabled() {
   return false;
 #endif
 }
-
-namespace {
 
 void advise_huge_pages(const at::Tensor& t) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)

@@ -22,9 +22,6 @@ namespace cpu {
 // Smallest output (bytes) that is advised.
 constexpr int64_t kHugePageAdviceBytes = int64_t(32) << 20;
 
-// Whether outputs are advised now (RPN2K_HUGE_PAGES=1, on Linux).
-bool huge_page_advice_enabled();
-
 // at::empty(sizes, options), advised for huge pages when it is large (see above).
 at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options);
 at::Tensor empty_output_like(const at::Tensor& like);

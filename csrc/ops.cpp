@@ -5,6 +5,7 @@
 
 #include <cstdio>
 
+#include "cpu/allocation.h"
 #include "cpu/isa.h"
 #include "cpu/peak.h"
 
@@ -44,9 +45,27 @@ PyObject* cpu_multiply_add_peak(PyObject*, PyObject* args) {
   return PyFloat_FromDouble(gflops);
 }
 
+// rpn2kernels._C.output_cache_info() -> (free_blocks, free_bytes, hits, misses) of the CPU
+// kernels' output cache (cpu/allocation.h).
+PyObject* output_cache_info(PyObject*, PyObject*) {
+  const rpn2kernels::cpu::OutputCacheInfo info = rpn2kernels::cpu::output_cache_info();
+  return Py_BuildValue("(LLLL)", static_cast<long long>(info.free_blocks), static_cast<long long>(info.free_bytes),
+                       static_cast<long long>(info.hits), static_cast<long long>(info.misses));
+}
+
+// rpn2kernels._C.empty_output_cache(): returns every held output block to the system.
+PyObject* empty_output_cache(PyObject*, PyObject*) {
+  rpn2kernels::cpu::empty_output_cache();
+  Py_RETURN_NONE;
+}
+
 PyMethodDef methods[] = {{"cpu_isa", cpu_isa, METH_VARARGS, "The CPU kernels' instruction set (and select one)."},
                          {"cpu_multiply_add_peak", cpu_multiply_add_peak, METH_VARARGS,
                           "GFLOP/s of float32 multiply-add chains on every torch thread (active ISA)."},
+                         {"output_cache_info", output_cache_info, METH_NOARGS,
+                          "(free_blocks, free_bytes, hits, misses) of the CPU kernels' output cache."},
+                         {"empty_output_cache", empty_output_cache, METH_NOARGS,
+                          "Return every block held by the CPU kernels' output cache to the system."},
                          {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace

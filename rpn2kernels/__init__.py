@@ -5,10 +5,10 @@ functional -> nn modules -> tinyBIG-compatible namespace (rpn2kernels.tinybig) -
 """
 from . import _extension  # noqa: F401  (loads the compiled kernels first)
 from . import ops  # noqa: F401  (fake kernels and autograd of every op)
-from . import backends, basis, functional, nn
+from . import backends, basis, functional, memory, nn
 from .backends import BackendUnavailable
 from .graph import Graph
 
 __version__ = "0.1.0"
 
-__all__ = ["backends", "basis", "functional", "nn", "BackendUnavailable", "Graph", "__version__"]
+__all__ = ["backends", "basis", "functional", "memory", "nn", "BackendUnavailable", "Graph", "__version__"]

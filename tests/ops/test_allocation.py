@@ -1,15 +1,18 @@
-"""Large outputs of the compiled CPU kernels are advised for transparent huge pages before their first
-write (csrc/cpu/allocation.h: page faults, not the kernel, dominated a 1M-node SpMM pass). The advice
+"""Under RPN2K_HUGE_PAGES=1, new large output blocks of the compiled CPU kernels are advised for
+transparent huge pages before their first write (csrc/cpu/allocation.h: page faults, not the kernel,
+dominated a 1M-node SpMM pass). The advice is given when the output cache creates a block, so each
+test starts with an empty cache. The advice
 is read back from the kernel's own record of the mapping (/proc/self/smaps VmFlags "hg"), so these
 tests hold whether or not huge pages were actually available; the values are checked against the
 reference beside it."""
+import gc
 import os
 import sys
 
 import pytest
 import torch
 
-from rpn2kernels import Graph
+from rpn2kernels import Graph, memory
 from rpn2kernels import functional as F
 from rpn2kernels.reference import expansion as expansion_reference
 
@@ -46,6 +49,10 @@ def chain_graph(num_nodes: int) -> Graph:
 
 @pytest.fixture
 def huge_pages_flag(monkeypatch):
+    monkeypatch.delenv("RPN2K_OUTPUT_CACHE_MB", raising=False)
+    gc.collect()  # an earlier test's output freed late would enter the cache after emptying it
+    memory.empty_output_cache()  # a held block keeps the advice it was created with
+
     def set_flag(value):
         if value is None:
             monkeypatch.delenv("RPN2K_HUGE_PAGES", raising=False)

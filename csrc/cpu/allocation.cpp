@@ -41,14 +41,14 @@ bool huge_page_advice_enabled() {
 #endif
 }
 
-// Free bytes the cache may hold (read at every release, so a process can change it).
-size_t cache_capacity_bytes() {
+// Free bytes the cache may hold: RPN2K_OUTPUT_CACHE_MB, read at every allocation and release so a
+// process can change it. nullopt when it is not a whole number of MiB >= 0.
+c10::optional<size_t> cache_capacity_bytes() {
   const char* flag = std::getenv("RPN2K_OUTPUT_CACHE_MB");
   if (flag == nullptr || *flag == '\0') return size_t(kDefaultOutputCacheMiB) << 20;
   char* end = nullptr;
   const long long mib = std::strtoll(flag, &end, 10);
-  TORCH_CHECK(end != flag && *end == '\0' && mib >= 0,
-              "rpn2kernels: RPN2K_OUTPUT_CACHE_MB must be a whole number of MiB >= 0, got '", flag, "'");
+  if (end == flag || *end != '\0' || mib < 0) return c10::nullopt;
   return static_cast<size_t>(mib) << 20;
 }
 
@@ -120,8 +120,10 @@ class OutputCache final : public c10::Allocator {
     return block;
   }
 
+  // Runs in a tensor's deleter, so it never throws: a capacity made invalid since the allocation
+  // frees the block.
   void give_back(Block* block) {
-    const size_t capacity = cache_capacity_bytes();
+    const size_t capacity = cache_capacity_bytes().value_or(0);
     std::vector<Block*> evicted;
     if (block->bytes > capacity || block->bytes < static_cast<size_t>(kCachedOutputBytes)) {
       evicted.push_back(block);
@@ -204,7 +206,10 @@ at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options)
   int64_t numel = 1;
   for (const int64_t size : sizes) numel *= size;
   const int64_t bytes = numel * static_cast<int64_t>(c10::elementSize(options.dtype().toScalarType()));
-  if (bytes < kCachedOutputBytes || cache_capacity_bytes() == 0) return at::empty(sizes, options);
+  const c10::optional<size_t> capacity = cache_capacity_bytes();
+  TORCH_CHECK(capacity.has_value(), "rpn2kernels: RPN2K_OUTPUT_CACHE_MB must be a whole number of MiB >= 0, got '",
+              std::getenv("RPN2K_OUTPUT_CACHE_MB"), "'");
+  if (bytes < kCachedOutputBytes || *capacity == 0) return at::empty(sizes, options);
   at::Tensor out(at::detail::empty_generic(sizes, &OutputCache::instance(), c10::DispatchKeySet(c10::DispatchKey::CPU),
                                            options.dtype().toScalarType(), c10::nullopt));
   // What at::empty does, so a kernel that missed an element shows NaN there, not stale data.

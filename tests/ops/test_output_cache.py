@@ -107,3 +107,10 @@ def test_a_cached_output_can_be_resized_and_emptied():
     memory.empty_output_cache()
     assert memory.output_cache_info().free_blocks == 0
     assert memory.output_cache_info().free_bytes == 0
+
+
+def test_a_capacity_made_invalid_after_allocation_frees_the_block(monkeypatch):
+    out = F.propagate(path_graph(8192), torch.randn(8192, 64), 1, backend="cpu")
+    monkeypatch.setenv("RPN2K_OUTPUT_CACHE_MB", "lots")
+    del out  # the deleter cannot raise: it returns the block to the system instead
+    assert memory.output_cache_info().free_blocks == 0

@@ -114,3 +114,55 @@ def test_a_capacity_made_invalid_after_allocation_frees_the_block(monkeypatch):
     monkeypatch.setenv("RPN2K_OUTPUT_CACHE_MB", "lots")
     del out  # the deleter cannot raise: it returns the block to the system instead
     assert memory.output_cache_info().free_blocks == 0
+
+
+def test_threads_share_the_cache_safely():
+    import threading
+
+    N, feats = 8192, 64
+    G = path_graph(N)
+    inputs = [torch.randn(N, feats) for _ in range(4)]
+    expected = [F.propagate(G, x, 1, backend="reference") for x in inputs]
+    failures = []
+
+    def work(k):
+        for _ in range(10):
+            out = F.propagate(G, inputs[k], 1, backend="cpu")
+            if not torch.equal(out, expected[k]):
+                failures.append(k)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    assert memory.output_cache_info().hits > 0
+
+
+def _child_propagates(queue):
+    # One thread, as DataLoader workers run: a forked child's OpenMP pool hangs in any torch op
+    # (x @ x.t() too) after the parent used it, with or without this cache.
+    torch.set_num_threads(1)
+    N, feats = 8192, 64
+    x = torch.randn(N, feats)
+    G = path_graph(N)
+    hits_before = memory.output_cache_info().hits
+    ok = all(torch.equal(F.propagate(G, x, 1, backend="cpu"), F.propagate(G, x, 1, backend="reference"))
+             for _ in range(3))
+    queue.put(ok and memory.output_cache_info().hits > hits_before)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_uses_its_copy_of_the_cache():
+    import multiprocessing
+
+    held = F.propagate(path_graph(8192), torch.randn(8192, 64), 1, backend="cpu")
+    del held  # the child inherits a held block
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child_propagates, args=(queue,))
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) is True

@@ -7,7 +7,7 @@ import platform
 
 import torch
 
-from . import _extension, backends
+from . import _extension, backends, memory
 
 
 def report() -> str:
@@ -30,7 +30,7 @@ def report() -> str:
         isa = _extension.cpu_isa()
         lines.append(f"cpu vector isa  {isa}" + ("" if isa == "avx2" else
                                                   " (the AVX2+FMA loops are off: no AVX2/FMA, or RPN2K_CPU_ISA=generic)"))
-        cache_mib = os.environ.get("RPN2K_OUTPUT_CACHE_MB") or "1024 (default)"
+        cache_mib = os.environ.get("RPN2K_OUTPUT_CACHE_MB") or f"{memory.DEFAULT_OUTPUT_CACHE_MIB} (default)"
         lines.append(f"output cache    RPN2K_OUTPUT_CACHE_MB={cache_mib}, RPN2K_HUGE_PAGES="
                      f"{os.environ.get('RPN2K_HUGE_PAGES') or '(unset)'} (docs/backends.md, 'Large outputs')")
     lines.append(f"cuda kernels    {'compiled' if _extension.cuda_compiled() else 'not compiled'}")

@@ -15,6 +15,10 @@ from typing import NamedTuple
 from . import _extension
 
 
+#: Free MiB kept when RPN2K_OUTPUT_CACHE_MB is unset (kDefaultOutputCacheMiB in allocation.h).
+DEFAULT_OUTPUT_CACHE_MIB = 1024
+
+
 class OutputCacheInfo(NamedTuple):
     free_blocks: int  #: blocks held for reuse
     free_bytes: int   #: their bytes
@@ -35,4 +39,4 @@ def empty_output_cache() -> None:
         _extension._C.empty_output_cache()
 
 
-__all__ = ["OutputCacheInfo", "output_cache_info", "empty_output_cache"]
+__all__ = ["DEFAULT_OUTPUT_CACHE_MIB", "OutputCacheInfo", "output_cache_info", "empty_output_cache"]

@@ -4,10 +4,11 @@
 #include <ATen/EmptyTensor.h>
 #include <ATen/native/TensorFactories.h>
 #include <c10/core/Allocator.h>
+#include <c10/util/accumulate.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <limits>
 #include <mutex>
 #include <new>
 #include <vector>
@@ -16,8 +17,6 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #endif
-
-#include <cstdint>
 
 namespace rpn2kernels {
 namespace cpu {
@@ -57,7 +56,7 @@ size_t block_bytes(size_t request) { return (request + kGranule - 1) / kGranule 
 struct Block {
   void* data;
   size_t bytes;
-  bool mapped;  // a mapping of its own (munmap), else from malloc
+  bool mapped;  // a mapping of its own (munmap), else from posix_memalign (free)
 };
 
 // Freed output blocks kept for reuse, oldest first. One instance for the process, never destroyed
@@ -68,8 +67,9 @@ class OutputCache final : public c10::Allocator {
   // of kCachedOutputBytes or more are held.
   c10::DataPtr allocate(size_t n) override {
     if (n == 0) return c10::DataPtr(nullptr, c10::Device(c10::DeviceType::CPU));
-    Block* block = n >= static_cast<size_t>(kCachedOutputBytes) ? take(block_bytes(n)) : nullptr;
-    if (block == nullptr) block = new_block(block_bytes(n));
+    const bool cacheable = n >= static_cast<size_t>(kCachedOutputBytes);
+    Block* block = cacheable ? take(block_bytes(n)) : nullptr;
+    if (block == nullptr) block = new_block(cacheable ? block_bytes(n) : n);
     return {block->data, block, &OutputCache::release, c10::Device(c10::DeviceType::CPU)};
   }
 
@@ -172,11 +172,11 @@ class OutputCache final : public c10::Allocator {
 #if defined(__linux__)
     if (block->mapped) {
       munmap(block->data, block->bytes);
-      delete block;
-      return;
-    }
+    } else
 #endif
-    std::free(block->data);
+    {
+      std::free(block->data);
+    }
     delete block;
   }
 
@@ -203,9 +203,8 @@ class OutputCache final : public c10::Allocator {
 }  // namespace
 
 at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  int64_t numel = 1;
-  for (const int64_t size : sizes) numel *= size;
-  const int64_t bytes = numel * static_cast<int64_t>(c10::elementSize(options.dtype().toScalarType()));
+  const int64_t bytes =
+      c10::multiply_integers(sizes) * static_cast<int64_t>(c10::elementSize(options.dtype().toScalarType()));
   const c10::optional<size_t> capacity = cache_capacity_bytes();
   TORCH_CHECK(capacity.has_value(), "rpn2kernels: RPN2K_OUTPUT_CACHE_MB must be a whole number of MiB >= 0, got '",
               std::getenv("RPN2K_OUTPUT_CACHE_MB"), "'");

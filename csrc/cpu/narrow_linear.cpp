@@ -3,8 +3,8 @@
 //
 // Why a GEMM of our own: a GCN layer's dense products are x (N×m)·Wᵀ, G·W and Gᵀ·x with n = 16
 // or 64 output features. The BLAS that torch ships (MKL) runs the n = 16 ones well below this
-// 2-core AMD machine's rate (G1, medians interleaved: x·Wᵀ, G·W, Gᵀ·x 1.82, 4.52, 3.27 ms;
-// this kernel 1.30, 1.69, 2.19 ms; docs/backends.md). One tile kernel covers all three
+// 2-core AMD machine's rate (G1, medians interleaved: x·Wᵀ, G·W, Gᵀ·x 2.33, 6.02, 3.85 ms;
+// this kernel 1.48, 1.93, 2.31 ms; docs/backends.md). One tile kernel covers all three
 // products: C (rows × cols) = A·B with A read through arbitrary strides (element broadcast) and B
 // row-major, C's tile of kRows × 2 vectors held in registers over the whole reduction.
 //   forward  y  = x·Wᵀ   A = x,   B = Wᵀ (packed, m×n)      reduction over m
@@ -36,6 +36,8 @@ namespace rpn2kernels {
 namespace narrow {
 
 // C[i, j] = Σ_k A[i·a_row + k·a_k] · B[k·ldb + j] (+ row_add[j]) for i < rows, j < cols, k < depth.
+// b_zero_padded: B's rows hold zeros from column cols up to a multiple of kPaddedColumnBytes, so a
+// partial column tile reads them in place instead of copying its B rows into a padded buffer.
 template <typename T>
 struct NarrowGemm {
   const T* a;
@@ -46,10 +48,18 @@ struct NarrowGemm {
   int64_t ldc;
   int64_t rows, cols, depth;
   const T* row_add;
+  bool b_zero_padded;
 };
 
 // Reduction steps per pass of a register tile; bounds the zero-padded copy of a partial tile's B rows.
 constexpr int64_t kNarrowChunk = 64;
+// Reduction steps per pass when a row block walks B in place (no copy to bound). Each pass reloads
+// and stores the tile's C block, and x·Wᵀ at n = 16 has a single column tile: 64-step passes cost
+// it 12–17% against 512-step ones (A/B in one process at G1's shape; 256 and the whole reduction
+// measure the same as 512, and at n = 64 within ±4%).
+constexpr int64_t kInPlaceChunk = 512;
+// Row width of a packed Wᵀ, a multiple of every ISA copy's column tile (AVX2: 16 floats / 8 doubles).
+constexpr int64_t kPaddedColumnBytes = 64;
 
 namespace generic_isa {
 // SSE2: 4 rows × 2 xmm accumulators + 2 B vectors + 1 broadcast of the 16 xmm registers.
@@ -152,21 +162,43 @@ void run(const NarrowGemm<T>& g) {
   });
 }
 
+// Wᵀ (depth × cols) of an (cols × depth) weight, rows zero-padded to kPaddedColumnBytes: the
+// forward's B, read by every row block (a partial column tile, e.g. n = 7 output classes, would
+// otherwise copy its B rows into a padded buffer once per row block and chunk: 3–4× the time of
+// n = 16 before this). Returned as a (depth, cols) view with the padded row stride.
+template <typename T>
+at::Tensor pack_transposed(const at::Tensor& weight) {
+  const int64_t cols = weight.size(0), depth = weight.size(1);
+  constexpr int64_t per_row = kPaddedColumnBytes / static_cast<int64_t>(sizeof(T));
+  const int64_t ld = (cols + per_row - 1) / per_row * per_row;
+  at::Tensor packed = at::zeros({depth, ld}, weight.options());
+  const T* w = weight.data_ptr<T>();
+  T* p = packed.data_ptr<T>();
+  const int64_t w_row = weight.stride(0), w_k = weight.stride(1);
+  at::parallel_for(0, depth, 4096 / std::max<int64_t>(1, cols), [&](int64_t lo, int64_t hi) {
+    for (int64_t k = lo; k < hi; ++k) {
+      for (int64_t j = 0; j < cols; ++j) p[k * ld + j] = w[j * w_row + k * w_k];
+    }
+  });
+  return packed.narrow(1, 0, cols);
+}
+
 at::Tensor narrow_linear_cpu(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
   check_narrow_linear(x, weight, bias);
   check_cpu_backend(x, "x");
   const int64_t rows = x.size(0), depth = x.size(1), cols = weight.size(0);
   // B = Wᵀ must have unit stride along out_features; a transposed view (the backward's G·W and
   // Gᵀ·x) already has, an ordinary (n, m) weight is packed (n·m elements, small by assumption).
-  const at::Tensor b = (weight.stride(0) == 1 || cols <= 1) ? weight.t() : weight.t().contiguous();
+  const bool pack = !(weight.stride(0) == 1 || cols <= 1);
   const at::Tensor add = (bias.has_value() && bias->defined()) ? bias->contiguous() : at::Tensor();
   at::Tensor out = cpu::empty_output({rows, cols}, x.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rpn2kernels_narrow_linear_cpu", [&] {
+    const at::Tensor b = pack ? pack_transposed<scalar_t>(weight) : weight.t();
     NarrowGemm<scalar_t> g{x.data_ptr<scalar_t>(), x.stride(0), x.stride(1),
                            b.data_ptr<scalar_t>(), depth > 1 ? b.stride(0) : cols,
                            out.data_ptr<scalar_t>(), cols, rows, cols, depth,
-                           add.defined() ? add.data_ptr<scalar_t>() : nullptr};
+                           add.defined() ? add.data_ptr<scalar_t>() : nullptr, pack};
     run(g);
   });
   return out;

@@ -18,9 +18,12 @@ no_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA 
 # and small outputs over long reductions, cut into 2 and 16 segments: Gᵀ·x over B = 2500 and
 # 17000 rows, and a forward over in = 5000 features. Forwards over in = 1100 take three 512-step
 # passes of a whole column tile over B in place (out = 16: the packed Wᵀ, and with the
-# weight-transposed layout the weight itself) or over the zero-padded packed Wᵀ (out = 7).
+# weight-transposed layout the weight itself) or over the zero-padded packed Wᵀ (out = 7). Gᵀ·x
+# with out = 16 or 32 (whole tiles of the transposed product xᵀ·G) takes the transposed walk, over
+# a reduction that 16-row chunks do not divide (300, 700 rows).
 SHAPES = [(13, 37, 7), (1, 1, 1), (6, 5, 16), (41, 130, 17), (300, 100, 7), (70, 9, 33), (200, 300, 16),
-          (2500, 5, 7), (17000, 3, 20), (3, 5000, 4), (20, 1100, 16), (9, 1100, 7)]
+          (2500, 5, 7), (17000, 3, 20), (3, 5000, 4), (20, 1100, 16), (9, 1100, 7), (300, 40, 16),
+          (700, 50, 32)]
 EMPTY = [(0, 5, 3), (4, 0, 3), (4, 5, 0)]
 
 

@@ -205,13 +205,16 @@ at::Tensor pack_transposed(const at::Tensor& weight) {
   const int64_t cols = weight.size(0), depth = weight.size(1);
   constexpr int64_t per_row = kPaddedColumnBytes / static_cast<int64_t>(sizeof(T));
   const int64_t ld = (cols + per_row - 1) / per_row * per_row;
-  at::Tensor packed = at::zeros({depth, ld}, weight.options());
+  // Written once, padding included (the packed B of a Gᵀ·x over a non-contiguous x is as large
+  // as x, so no separate zero fill).
+  at::Tensor packed = at::empty({depth, ld}, weight.options());
   const T* w = weight.data_ptr<T>();
   T* p = packed.data_ptr<T>();
   const int64_t w_row = weight.stride(0), w_k = weight.stride(1);
   at::parallel_for(0, depth, 4096 / std::max<int64_t>(1, cols), [&](int64_t lo, int64_t hi) {
     for (int64_t k = lo; k < hi; ++k) {
       for (int64_t j = 0; j < cols; ++j) p[k * ld + j] = w[j * w_row + k * w_k];
+      for (int64_t j = cols; j < ld; ++j) p[k * ld + j] = T(0);
     }
   });
   return packed.narrow(1, 0, cols);

@@ -125,11 +125,17 @@ def test_compiled_matches_eager():
 
 
 def test_default_takes_the_kernel_only_where_it_is_faster():
-    x = torch.randn(10, 100)
-    narrow, wide = torch.randn(16, 100), torch.randn(64, 100)
-    assert F.narrow_kernel_preferred(x, narrow) == _extension.cpu_vector_kernels()
-    assert not F.narrow_kernel_preferred(x, wide)
-    torch.testing.assert_close(F.narrow_linear(x, wide), torch.nn.functional.linear(x, wide))
+    m = 1024
+    big = torch.empty(F.NARROW_MIN_ELEMENTS // m, m)
+    narrow, wide = torch.randn(16, m), torch.randn(64, m)
+    assert F.narrow_kernel_preferred(big, narrow) == _extension.cpu_vector_kernels()
+    assert F.narrow_kernel_preferred(big.view(4, -1, m), narrow) == _extension.cpu_vector_kernels()  # rows flatten
+    assert not F.narrow_kernel_preferred(big, wide)
+    # an x that fits in cache stays on torch's GEMM
+    assert not F.narrow_kernel_preferred(big[1:], narrow)
+    assert not F.narrow_kernel_preferred(torch.empty(0, m), narrow)
+    x, w = torch.randn(10, 100), torch.randn(64, 100)
+    torch.testing.assert_close(F.narrow_linear(x, w), torch.nn.functional.linear(x, w))
 
 
 def test_bad_input():

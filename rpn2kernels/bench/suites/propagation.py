@@ -544,7 +544,8 @@ def _g1_case(graph_name: str, m: int, n: int, backends: Dict[str, str], device, 
         return Prepared(lambda: functional.propagate(G, F.linear(x, w), backend="reference") + b,
                         {"x": x, "weight": w, "bias": b}, params=("weight", "bias"))
 
-    narrow_kernel = functional.narrow_kernel_preferred(torch.empty(0, m, device=device), torch.empty(n, m, device=device))
+    narrow_kernel = functional.narrow_kernel_preferred(torch.empty(1, m, device=device).expand(N, m),
+                                                       torch.empty(n, m, device=device))
     meta: Dict[str, object] = {"graph": graph_name, "N": N, "m": m, "n": n, "dtype": "float32",
                                "narrow_linear": "compiled kernel" if narrow_kernel else "torch GEMM",
                                "normalization": "column (tinyBIG graph heads' default), self-loops, symmetrised",

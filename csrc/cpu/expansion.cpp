@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "allocation.h"
+#include "exp_vector.h"
+#include "isa.h"
 #include "rpn2kernels/expansion_host.h"
 #include "rpn2kernels/expansion_math.h"
 
@@ -144,8 +146,32 @@ void polynomial_row_backward(const BasisSpec& spec, const RecurrenceCoefficients
 
 bool is_rbf(Basis b) { return b == Basis::GaussianRBF || b == Basis::InverseQuadraticRBF; }
 
+namespace generic_isa {
+constexpr int kVectorBytes = 16;
+#include "exp_vector.inc"
+}  // namespace generic_isa
+
+#if RPN2K_HAVE_AVX2_COPY
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2_isa {
+constexpr int kVectorBytes = 32;
+#include "exp_vector.inc"
+}  // namespace avx2_isa
+#pragma GCC pop_options
+#endif
+
+// p[i] = e^p[i] for i < n (the ISA's copy).
+template <typename T>
+void exp_in_place(T* p, int64_t n) {
+#if RPN2K_HAVE_AVX2_COPY
+  if (cpu::active_isa() == cpu::Isa::avx2) return avx2_isa::exp_inplace<T>(p, n);
+#endif
+  generic_isa::exp_inplace<T>(p, n);
+}
+
 // RBF features of one row, centre by centre so the attribute loop vectorises. The Gaussian writes
-// its exponent −ε²(x − μ_k)²; expand_block then applies one vectorised exp to the whole block.
+// its exponents −ε²(x − μ_k)² first, then exponentiates the row in place while it is in L1.
 template <typename T>
 void rbf_row(const BasisSpec& spec, const T* x, int64_t attrs, T* out) {
   const int64_t K = spec.features;
@@ -166,6 +192,7 @@ void rbf_row(const BasisSpec& spec, const T* x, int64_t attrs, T* out) {
       }
     }
   }
+  if (gaussian) exp_in_place(out, attrs * K);
 }
 
 // dx_i = Σ_k g[i*K + k]·φ'_k(x_i) from the features φ (already computed): φ' = −2ε²(x − μ)·φ for
@@ -326,10 +353,6 @@ void expand_block(const BasisSpec& spec, const T* x, int64_t x_stride, int64_t r
       }
     }
   });
-  if (spec.basis == Basis::GaussianRBF && rows > 0 && attrs > 0) {
-    at::from_blob(out, {rows, attrs * K}, {out_stride, 1}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value))
-        .exp_();
-  }
 }
 
 // dx of a (rows × attrs) block from the gradient g of its expansion: Σ_k g[i*K + k]·P'_k(x_i).

@@ -291,6 +291,28 @@ def test_bspline_non_finite_input_gives_nan_features_and_gradient(degree, backen
         assert xs.grad.cpu()[~finite].isnan().all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gaussian_exponential_of_each_isa_across_its_range(isa, dtype):
+    # The CPU kernel exponentiates the Gaussian's −ε²(x − μ)² with its own vector exp
+    # (csrc/cpu/exp_vector.inc, one copy per ISA): exponents from 0 down past where it flushes to
+    # zero (below 2^−125 in float32, 2^−1020 in float64), and non-finite x (NaN stays NaN, ±inf
+    # gives e^−inf = 0). Oracle: the reference in float64; the tolerance allows the exponent's own
+    # rounding in dtype (|e| ulps) and a few ulps of the exp.
+    _, _, params = basis_arguments("gaussian_rbf", 4, lo=-1.0, hi=1.0, epsilon=1.0)
+    x = torch.cat([torch.linspace(-1.0, 40.0, 2053, dtype=torch.float64),
+                   torch.tensor([float("nan"), float("inf"), -float("inf")], dtype=torch.float64)])
+    x = x.reshape(1, -1).to(dtype)
+    ours = F.expand(x, "gaussian_rbf", 4, backend="cpu", lo=-1.0, hi=1.0, epsilon=1.0).double()
+    ref = reference.expand(x.double(), "gaussian_rbf", 4, params)
+    finfo = torch.finfo(dtype)
+    exponent = torch.where(ref > 0, ref.log().abs(), torch.zeros_like(ref))
+    tol = ref * finfo.eps * (4 + 2 * exponent) + 4 * finfo.tiny
+    nan = ref.isnan()
+    assert torch.equal(ours.isnan(), nan)
+    assert ((ours - ref).abs()[~nan] <= tol[~nan]).all(), float(((ours - ref).abs() - tol)[~nan].max())
+    assert (ours[~nan] == 0).any() and (ours[~nan] > 0).any()  # both the flushed and the normal range
+
+
 @pytest.mark.parametrize("backend_device", backend_device_params())
 def test_input_norm_tanh(backend_device):
     backend, device = backend_device

@@ -152,13 +152,10 @@ constexpr int kVectorBytes = 16;
 }  // namespace generic_isa
 
 #if RPN2K_HAVE_AVX2_COPY
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2_isa {
+RPN2K_BEGIN_AVX2_COPY
 constexpr int kVectorBytes = 32;
 #include "exp_vector.inc"
-}  // namespace avx2_isa
-#pragma GCC pop_options
+RPN2K_END_AVX2_COPY
 #endif
 
 // p[i] = e^p[i] for i < n (the ISA's copy).

@@ -14,6 +14,15 @@
 #define RPN2K_HAVE_AVX2_COPY 0
 #endif
 
+// Opens and closes a file's AVX2+FMA copy: the code between them compiles for AVX2+FMA inside
+// namespace avx2_isa (used as `#if RPN2K_HAVE_AVX2_COPY` / RPN2K_BEGIN_AVX2_COPY / the ISA's
+// constants and `#include "<loops>.inc"` / RPN2K_END_AVX2_COPY / `#endif`).
+#define RPN2K_BEGIN_AVX2_COPY \
+  _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")") namespace avx2_isa {
+#define RPN2K_END_AVX2_COPY \
+  }                         \
+  _Pragma("GCC pop_options")
+
 namespace rpn2kernels {
 namespace cpu {
 

@@ -72,15 +72,12 @@ constexpr int kRows = 4;
 }  // namespace generic_isa
 
 #if RPN2K_HAVE_AVX2_COPY
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2_isa {
+RPN2K_BEGIN_AVX2_COPY
 constexpr int kVectorBytes = 32;
 // 6 rows × 2 ymm accumulators + 2 B vectors + 1 broadcast = 15 of the 16 ymm registers.
 constexpr int kRows = 6;
 #include "narrow_gemm.inc"
-}  // namespace avx2_isa
-#pragma GCC pop_options
+RPN2K_END_AVX2_COPY
 #endif
 
 // Column tiles [lo, hi) of g, walking the reduction in chunks (the ISA's copy).

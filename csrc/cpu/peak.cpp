@@ -44,12 +44,9 @@ RPN2K_PEAK_LOOP(16)
 }  // namespace generic_isa
 
 #if RPN2K_HAVE_AVX2_COPY
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2_isa {
+RPN2K_BEGIN_AVX2_COPY
 RPN2K_PEAK_LOOP(32)
-}  // namespace avx2_isa
-#pragma GCC pop_options
+RPN2K_END_AVX2_COPY
 #endif
 
 // Seconds for every thread to run `iterations` steps, and the lanes per step.

@@ -95,15 +95,12 @@ constexpr int64_t kVectorBytes = 16;
 }  // namespace generic_isa
 
 #if RPN2K_HAVE_AVX2_COPY
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2_isa {
+RPN2K_BEGIN_AVX2_COPY
 template <typename scalar_t>
 constexpr int64_t kFeatureBlock = 256 / sizeof(scalar_t);  // 8 ymm accumulators
 constexpr int64_t kVectorBytes = 32;
 #include "propagation_loops.inc"
-}  // namespace avx2_isa
-#pragma GCC pop_options
+RPN2K_END_AVX2_COPY
 #endif
 
 template <typename scalar_t>

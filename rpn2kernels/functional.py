@@ -106,21 +106,22 @@ __all__ = ["expand", "expand_linear"]
 
 #: narrow_linear's compiled CPU kernel is the CPU default where it measured faster than torch's GEMM
 #: (MKL): with the AVX2+FMA loops, a narrow side (min(in, out) features) of at most this many, and
-#: an x of at least NARROW_MIN_ELEMENTS elements.
+#: an x of at least NARROW_MIN_BYTES.
 #: G1's layer at n=16 (N=2708, m=1433): x·Wᵀ, G·W, Gᵀ·x took 1.2, 1.8, 2.4 ms against MKL's 1.9,
 #: 4.1, 3.6 ms; at n=64 the two were level (docs/backends.md).
 NARROW_MAX_FEATURES = 32
 #: Below this the kernel lost to MKL: its per-call costs (packing Wᵀ, the op's dispatch) are not
-#: paid back while x fits in cache. Layer fwd+bwd, MKL ÷ kernel at 16 / 32 outputs: x of 256–256k
-#: elements 0.55–0.98, 512k 0.84–1.03, 1M 1.05–1.25, 4M 1.48–1.82 (docs/backends.md).
-NARROW_MIN_ELEMENTS = 1 << 20
+#: paid back while x fits in cache. Layer fwd+bwd, MKL ÷ kernel at 16 / 32 outputs: float32 x of
+#: 1 KB–1 MB 0.55–0.98, 2 MB 0.84–1.03, 4 MB 1.05–1.25, 16 MB 1.48–1.82; float64 1–2 MB
+#: 0.94–1.13, 4 MB 1.19 (docs/backends.md).
+NARROW_MIN_BYTES = 4 << 20
 
 
 def narrow_kernel_preferred(x: Tensor, weight: Tensor) -> bool:
     """Whether narrow_linear's default on these CPU tensors is the compiled kernel (else torch's GEMM)."""
     return (x.device.type == "cpu" and _extension.cpu_vector_kernels()
             and min(weight.shape[0], weight.shape[1]) <= NARROW_MAX_FEATURES
-            and x.numel() >= NARROW_MIN_ELEMENTS)
+            and x.numel() * x.element_size() >= NARROW_MIN_BYTES)
 
 
 def narrow_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *, backend: Optional[str] = None) -> Tensor:

@@ -50,7 +50,7 @@ def report() -> str:
                      f"{backends.default_backend(family, torch.device('cuda')):<14}"
                      f"{backends.default_backend(family, torch.device('cuda'), torch.bfloat16):<14}")
     lines.append("* narrow_linear on CPU tensors: the compiled kernel where it measured faster than torch's GEMM "
-                 "(AVX2+FMA, a side of <= 32 features, x of >= 2^20 elements), torch's GEMM elsewhere")
+                 "(AVX2+FMA, a side of <= 32 features, x of >= 4 MiB), torch's GEMM elsewhere")
     lines.append("")
     for device in ("cpu",) + (("cuda",) if torch.cuda.is_available() else ()):
         avail = backends.available_backends(torch.device(device))

@@ -124,17 +124,18 @@ def test_compiled_matches_eager():
     torch.testing.assert_close(x.grad, torch.ones(41, 17) @ w.detach())
 
 
-def test_default_takes_the_kernel_only_where_it_is_faster():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_default_takes_the_kernel_only_where_it_is_faster(dtype):
     m = 1024
-    big = torch.empty(F.NARROW_MIN_ELEMENTS // m, m)
-    narrow, wide = torch.randn(16, m), torch.randn(64, m)
+    big = torch.empty(F.NARROW_MIN_BYTES // (m * torch.finfo(dtype).bits // 8), m, dtype=dtype)
+    narrow, wide = torch.randn(16, m, dtype=dtype), torch.randn(64, m, dtype=dtype)
     assert F.narrow_kernel_preferred(big, narrow) == _extension.cpu_vector_kernels()
     assert F.narrow_kernel_preferred(big.view(4, -1, m), narrow) == _extension.cpu_vector_kernels()  # rows flatten
     assert not F.narrow_kernel_preferred(big, wide)
     # an x that fits in cache stays on torch's GEMM
     assert not F.narrow_kernel_preferred(big[1:], narrow)
-    assert not F.narrow_kernel_preferred(torch.empty(0, m), narrow)
-    x, w = torch.randn(10, 100), torch.randn(64, 100)
+    assert not F.narrow_kernel_preferred(torch.empty(0, m, dtype=dtype), narrow)
+    x, w = torch.randn(10, 100, dtype=dtype), torch.randn(64, 100, dtype=dtype)
     torch.testing.assert_close(F.narrow_linear(x, w), torch.nn.functional.linear(x, w))
 
 

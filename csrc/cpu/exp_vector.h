@@ -8,8 +8,8 @@
 // (float, ≤ 2 ulp measured against float64) or its degree-12 Taylor polynomial (double, truncation
 // ≤ 3e−17 relative), scaled by 2·2^(n−1) so that n up to the largest finite power stays a normal
 // number. NaN propagates, x above ln(max) gives +inf, and results below 2^−125 (float, 2.4e−38) or
-// 2^−1020 (double) are flushed to zero (the true value is smaller than the type's normal minimum
-// times 4; denormals are not produced).
+// 2^−1020 (double) are flushed to zero (true values below 2·FLT_MIN or 4·DBL_MIN; no denormal is
+// produced).
 #include <cstdint>
 #include <cstring>
 #include <limits>

@@ -10,7 +10,8 @@
 //   forward  y  = x·Wᵀ   A = x,   B = Wᵀ (packed, m×n)      reduction over m
 //   dx          = G·W    A = G,   B = W                     reduction over n
 //   dW          = Gᵀ·x   A = Gᵀ (a strided view), B = x     reduction over N, column tiles outer
-//                                                          (or reduction segments, run_segments)
+//                                                          (or xᵀ·G transposed, run_transposed, or
+//                                                          reduction segments, run_segments)
 // (the autograd formula calls this op for dx and dW, see rpn2kernels/ops/linear.py).
 // Each output element is summed in k order by one task, or in shape-fixed segments summed in
 // order: bitwise reproducible for any thread count.

@@ -14,7 +14,8 @@ no_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA 
 
 
 # (B, in, out): partial column tiles (7, 17, 33), the AVX2 tile's 6 rows and the baseline's 4 not
-# dividing B, reductions over several 64-step chunks, a Gᵀ·x that walks B by columns (B > in > out),
+# dividing B, reductions over several 64-step chunks, Gᵀ·x walking B by columns (B > out, also
+# where B ≤ in: (13, 37, 7), (9, 1100, 7), (200, 300, 16)),
 # and small outputs over long reductions, cut into 2 and 16 segments: Gᵀ·x over B = 2500 and
 # 17000 rows, and a forward over in = 5000 features. Forwards over in = 1100 take three 512-step
 # passes of a whole column tile over B in place (out = 16: the packed Wᵀ, and with the
